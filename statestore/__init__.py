@@ -1,0 +1,70 @@
+"""statestore: a container engine's state in Redis, shared by many daemon replicas.
+
+Records are versioned ``docker inspect``-shaped JSON; writers commit with
+optimistic WATCH/MULTI transactions that update the record, its name, its
+indexes and its change-log entry atomically; readers get deep copies and never
+wait on a writer.  See docs/api.md.
+"""
+
+from ._errors import (
+    AlreadyExistsError,
+    AmbiguousReferenceError,
+    CommitIndeterminateError,
+    ConflictError,
+    CorruptRecordError,
+    InconsistentStoreError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NameInUseError,
+    NotFoundError,
+    SchemaVersionError,
+    StorePermissionError,
+    StateStoreError,
+    StoreUnavailableError,
+)
+from ._filters import parse_filter_args
+from ._model import Config, Container, ExecConfig, Health, HostConfig, NetworkSettings, ProcessConfig, State
+from ._store import Containers, Execs, RecordList, Snapshot, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # the store
+    "Store",
+    "Containers",
+    "Execs",
+    "Snapshot",
+    "RecordList",
+    # records
+    "Container",
+    "ExecConfig",
+    "State",
+    "Health",
+    "Config",
+    "HostConfig",
+    "NetworkSettings",
+    "ProcessConfig",
+    # helpers
+    "parse_filter_args",
+    # errors
+    "StateStoreError",
+    "AlreadyExistsError",
+    "AmbiguousReferenceError",
+    "CommitIndeterminateError",
+    "ConflictError",
+    "CorruptRecordError",
+    "InconsistentStoreError",
+    "InvalidArgumentError",
+    "InvalidStateError",
+    "NameInUseError",
+    "NotFoundError",
+    "SchemaVersionError",
+    "StorePermissionError",
+    "StoreUnavailableError",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("statestore._"):
+        _obj.__module__ = "statestore"
+del _name, _obj

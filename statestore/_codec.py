@@ -1,0 +1,114 @@
+"""Records <-> JSON bytes.
+
+Encoding is ``orjson.dumps`` of the record's document: compact, UTF-8, keys
+in the order Docker prints them.  Decoding never trusts Redis:
+
+* a value longer than the store's size cap is refused before parsing;
+* JSON nesting deeper than orjson's limit (1024 levels) is refused by orjson;
+* the top level must be an object whose ``Id``/``ID`` is a 64-hex ID equal to
+  the one in the key;
+* ``StateStore.Schema`` selects the upgrade path: older schemas are upgraded
+  on read, in memory (the stored bytes change only when the record is next
+  committed), newer ones raise :class:`SchemaVersionError`.
+
+Schema history (see docs/schema.md):
+
+* 0 -- a bare ``docker inspect`` document with no ``StateStore`` block (what
+  an operator imports from an existing Docker host, or an older tool wrote).
+  Upgraded to 1 by adding the block with ``Version`` 0.
+* 1 -- current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from ._errors import CorruptRecordError, InvalidArgumentError, SchemaVersionError
+from ._model import ID_RE, META, SCHEMA_VERSION, Container, ExecConfig, _Record
+
+DEFAULT_MAX_RECORD_BYTES: Final = 1 << 20  # 1 MiB; docker inspect output is rarely >20 KiB
+
+_CLASSES: Final[dict[str, type[_Record]]] = {"container": Container, "exec": ExecConfig}
+
+
+def _upgrade_0_to_1(doc: dict[str, Any], kind: str) -> dict[str, Any]:
+    doc[META] = {"Schema": 1, "Kind": kind, "Version": 0}
+    return doc
+
+
+# from-schema -> function producing the next schema.  A newer statestore adds a
+# row here whenever it changes the stored shape.
+UPGRADES: dict[int, Callable[[dict[str, Any], str], dict[str, Any]]] = {0: _upgrade_0_to_1}
+
+
+def encode(record: _Record, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
+    """The stored form of ``record``.  InvalidArgumentError if it is over the cap."""
+    data = orjson.dumps(record._d)
+    if len(data) > max_bytes:
+        raise InvalidArgumentError(
+            f"{record.KIND} {record.id[:12]} encodes to {len(data)} bytes, over the "
+            f"{max_bytes}-byte record cap"
+        )
+    return data
+
+
+def upgrade(doc: dict[str, Any], kind: str, key: str) -> dict[str, Any]:
+    meta = doc.get(META)
+    if meta is None:
+        schema = 0
+    elif isinstance(meta, dict) and type(meta.get("Schema")) is int:
+        schema = meta["Schema"]
+    else:
+        raise CorruptRecordError(key, f"malformed {META} block")
+    if schema == SCHEMA_VERSION:
+        return doc
+    if schema > SCHEMA_VERSION:
+        raise SchemaVersionError(key, schema, SCHEMA_VERSION)
+    while schema < SCHEMA_VERSION:
+        step = UPGRADES.get(schema)
+        if step is None:
+            raise CorruptRecordError(key, f"no upgrade path from schema {schema}")
+        doc = step(doc, kind)
+        schema += 1
+    return doc
+
+
+def decode_document(
+    kind: str, key: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise CorruptRecordError(key, f"{len(raw)} bytes, over the {max_bytes}-byte record cap")
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise CorruptRecordError(key, f"invalid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise CorruptRecordError(key, f"expected a JSON object, found {type(doc).__name__}")
+    meta = doc.get(META)
+    if not (isinstance(meta, dict) and meta.get("Schema") == SCHEMA_VERSION):
+        doc = upgrade(doc, kind, key)
+        meta = doc[META]
+    if meta.get("Kind") != kind or type(meta.get("Version")) is not int:
+        raise CorruptRecordError(key, f"{META} block does not describe a {kind}")
+    id_field = _CLASSES[kind].ID_FIELD
+    rid = doc.get(id_field)
+    if not isinstance(rid, str) or not ID_RE.match(rid) or not key.endswith(rid):
+        raise CorruptRecordError(key, f"{id_field} {rid!r} does not match the key")
+    return doc
+
+
+def decode(kind: str, key: str, raw: bytes | str,
+           max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Any:
+    """A fresh record object from stored bytes; CorruptRecordError if they are bad."""
+    doc = decode_document(kind, key, raw, max_bytes)
+    rec = _CLASSES[kind](doc)
+    if kind == "container":
+        # the fields the indexes and filters read must have the right shapes
+        try:
+            rec.validate()
+        except InvalidArgumentError as exc:
+            raise CorruptRecordError(key, str(exc)) from None
+    return rec

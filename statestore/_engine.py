@@ -1,0 +1,345 @@
+"""The commit engine: the only code that sends MULTI/EXEC.
+
+Theory of operation
+-------------------
+A commit is an optimistic transaction on one pinned connection:
+
+1. **Read under WATCH.**  ``WATCH k1 k2 ...`` and a ``GET`` per key are sent
+   as *one* write and their replies read together (one round trip, where
+   ``redis-py``'s ``pipeline.watch()`` followed by reads costs two).  The
+   first read of a transaction also sends ``TYPE`` for every index key and the
+   change log the commit may write, so a key an operator replaced with the
+   wrong type aborts the commit *before* anything is written (Redis does not
+   roll back a MULTI whose command fails at EXEC time).
+2. **Plan.**  The caller's body decodes what it read, applies its change in
+   memory and returns a :class:`Plan`: the record writes, the index diff and
+   one change-log ``XADD`` per changed record.  A body may read again
+   (``tx.read``) before planning; those keys are watched too.
+3. **Apply.**  ``MULTI``, the plan's commands and ``EXEC`` go out as one write.
+   If any watched key changed since step 1, ``EXEC`` returns nil and nothing
+   was applied: the engine re-runs the body from step 1 with jittered
+   exponential backoff (tenacity), at most ``conflict_attempts`` times, then
+   raises :class:`ConflictError`.  A body that detects a real conflict itself
+   (a compare-and-set on a stale version) raises ConflictError and is never
+   retried.
+
+Why it is safe: every key whose value the plan depends on (the record, the
+names it takes or frees, the lock key in later issues) is WATCHed, and every
+key the plan writes is written inside the one MULTI/EXEC, so either the whole
+plan applies on exactly the state it was computed from, or none of it does.
+Index sorted sets and the change log are written but not watched: their new
+content is a function of the watched records alone (members carry the record
+ID), so concurrent commits on other records cannot invalidate the plan, and
+two replicas creating records at once do not conflict.
+
+Connections: the WATCH state lives on the connection, so a connection goes
+back to the pool only after ``EXEC`` or ``UNWATCH``; on any I/O error it is
+disconnected instead.  A connection error before ``EXEC`` was sent is retried
+(the transaction had no effect); after it was sent the outcome is unknown and
+:class:`CommitIndeterminateError` tells the caller to re-read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import redis
+import redis.exceptions as rex
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from ._errors import (
+    CommitIndeterminateError,
+    ConflictError,
+    CorruptRecordError,
+    InvalidArgumentError,
+    StateStoreError,
+    StorePermissionError,
+    StoreUnavailableError,
+)
+
+log = logging.getLogger("statestore")
+
+T = TypeVar("T")
+
+_EXPECTED_TYPES = {"zset", "stream", "none"}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
+    """Map a redis-py exception to the statestore error a user should see."""
+    if isinstance(exc, StateStoreError):
+        return exc
+    msg = str(exc)
+    if isinstance(exc, rex.NoPermissionError) or msg.startswith("NOPERM"):
+        return StorePermissionError(f"Redis refused access: {msg}")
+    if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
+        return StorePermissionError(f"Redis authentication failed: {msg}")
+    if isinstance(exc, rex.ResponseError) and "WRONGTYPE" in msg:
+        where = key or "a statestore key"
+        if "statestore index" in msg:
+            where = msg.rsplit(" ", 1)[-1]
+        return CorruptRecordError(where, "holds a value of the wrong Redis type")
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
+        return StoreUnavailableError(f"Redis is unavailable: {msg or type(exc).__name__}")
+    if isinstance(exc, rex.ReadOnlyError | rex.BusyLoadingError):
+        return StoreUnavailableError(f"Redis cannot take the request now: {msg}")
+    if isinstance(exc, rex.RedisError):
+        return StoreUnavailableError(f"Redis error: {msg}")
+    raise exc
+
+
+_TRANSIENT = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError,
+              ConnectionResetError, BrokenPipeError)
+
+
+class _Aborted(Exception):
+    """EXEC returned nil: a watched key changed.  Internal; triggers a retry."""
+
+    def __init__(self, key: str, expected: int | None, actual: int | None) -> None:
+        super().__init__(key)
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+class _Unsent(Exception):
+    """A transient connection error before EXEC was sent.  Internal; triggers a retry."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass
+class Plan:
+    """What one transaction writes, produced by a body from what it read.
+
+    ``commands`` go between MULTI and EXEC in order.  ``log_positions`` are
+    the indexes (in ``commands``) of the XADDs whose IDs become revisions.
+    ``finish`` turns those revisions into the value the transaction returns.
+    """
+
+    key: str
+    commands: list[tuple[Any, ...]] = field(default_factory=list)
+    log_positions: list[int] = field(default_factory=list)
+    finish: Callable[[list[str]], Any] = lambda revisions: None
+    expected: int | None = None
+    actual: int | None = None
+
+    def add(self, *command: Any) -> None:
+        self.commands.append(command)
+
+    def log(self, *command: Any) -> None:
+        self.log_positions.append(len(self.commands))
+        self.commands.append(command)
+
+
+class Tx:
+    """The read side of one transaction attempt, on a pinned connection."""
+
+    def __init__(self, conn: Any, type_checks: Sequence[str]) -> None:
+        self._conn = conn
+        self._type_checks: Sequence[str] = type_checks
+        self.watched = False
+
+    def read(self, keys: Sequence[str]) -> list[Any]:
+        """WATCH ``keys`` and return their values (None when missing), in one round trip."""
+        if not keys:
+            return []
+        conn = self._conn
+        checks, self._type_checks = self._type_checks, ()
+        cmds: list[tuple[Any, ...]] = [("WATCH", *keys)]
+        cmds.extend(("GET", k) for k in keys)
+        cmds.extend(("TYPE", k) for k in checks)
+        try:
+            conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            self.watched = True
+            replies: list[Any] = []
+            for _ in cmds:
+                try:
+                    replies.append(conn.read_response())
+                except rex.ResponseError as exc:
+                    replies.append(exc)
+        except _TRANSIENT as exc:
+            raise _Unsent(exc) from exc
+        if isinstance(replies[0], Exception):
+            raise translate(replies[0])
+        values = replies[1 : 1 + len(keys)]
+        for k, v in zip(keys, values, strict=True):
+            if isinstance(v, Exception):
+                raise translate(v, k)
+        for k, t in zip(checks, replies[1 + len(keys) :], strict=True):
+            if isinstance(t, Exception):
+                raise translate(t, k)
+            if _text(t) not in _EXPECTED_TYPES:
+                raise CorruptRecordError(k, f"holds a {_text(t)}, expected a sorted set or stream")
+        return values
+
+
+class Engine:
+    """Runs transactions and reads against one Redis, translating every error."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        conflict_attempts: int = 32,
+        unavailable_timeout: float = 5.0,
+    ) -> None:
+        if conflict_attempts < 1:
+            raise InvalidArgumentError("conflict_attempts must be at least 1")
+        if unavailable_timeout < 0:
+            raise InvalidArgumentError("unavailable_timeout must not be negative")
+        self.client = client
+        self.pool = client.connection_pool
+        self.conflict_attempts = conflict_attempts
+        self.unavailable_timeout = unavailable_timeout
+
+    # --- connections -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        try:
+            conn = self.pool.get_connection()
+        except _TRANSIENT as exc:
+            raise _Unsent(exc) from exc
+        except rex.RedisError as exc:
+            raise translate(exc) from None
+        clean = False
+        try:
+            yield conn
+            clean = True
+        finally:
+            if not clean:
+                # the reply stream or the WATCH state may be out of step: drop it
+                conn.disconnect()
+            self.pool.release(conn)
+
+    # --- transactions --------------------------------------------------------------
+    def transact(self, body: Callable[[Tx], Plan], type_checks: Sequence[str] = ()) -> Any:
+        """Run ``body`` under WATCH and apply its plan atomically; see the module doc."""
+        try:
+            return self._attempt(body, type_checks)  # the common case pays no retry set-up
+        except (_Aborted, _Unsent) as exc:
+            first: BaseException = exc
+        conflicts = [1 if isinstance(first, _Aborted) else 0]
+        started = time.monotonic()
+        conflict_wait = wait_random_exponential(multiplier=0.001, max=0.1)
+        unsent_wait = wait_random_exponential(multiplier=0.02, max=1.0)
+
+        def stop(state: RetryCallState) -> bool:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, _Aborted):
+                conflicts[0] += 1
+                return conflicts[0] >= self.conflict_attempts
+            return time.monotonic() - started >= self.unavailable_timeout
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return conflict_wait(state) if isinstance(exc, _Aborted) else unsent_wait(state)
+
+        retrying = Retrying(
+            stop=stop, wait=wait, retry=retry_if_exception_type((_Aborted, _Unsent)), reraise=True
+        )
+        # the first attempt already failed: back off once before handing over
+        if isinstance(first, _Aborted) and self.conflict_attempts <= 1:
+            raise ConflictError(first.key, first.expected, first.actual, 1,
+                                "the record kept changing")
+        time.sleep(0.0005 if isinstance(first, _Aborted) else 0.01)
+        try:
+            return retrying(self._attempt, body, type_checks)
+        except _Aborted as exc:
+            raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0],
+                                "the record kept changing") from None
+        except _Unsent as exc:
+            raise StoreUnavailableError(
+                f"Redis is unavailable: {exc.cause} (retried for {self.unavailable_timeout:g}s)"
+            ) from None
+
+    def _attempt(self, body: Callable[[Tx], Plan], type_checks: Sequence[str]) -> Any:
+        with self._connection() as conn:
+            tx = Tx(conn, type_checks)
+            try:
+                plan = body(tx)
+            except BaseException:
+                if tx.watched:
+                    with contextlib.suppress(Exception):
+                        conn.send_command("UNWATCH", check_health=False)
+                        conn.read_response()
+                raise
+            cmds: list[tuple[Any, ...]] = [("MULTI",), *plan.commands, ("EXEC",)]
+            try:
+                conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            except _TRANSIENT as exc:
+                # the server may have received part of the buffer but no EXEC
+                # arrives on a dropped connection, so nothing is applied
+                raise _Unsent(exc) from exc
+            try:
+                queued_errors: list[BaseException] = []
+                for _ in range(len(cmds) - 1):
+                    try:
+                        conn.read_response()
+                    except rex.ResponseError as exc:
+                        queued_errors.append(exc)
+                try:
+                    result = conn.read_response()
+                except rex.ExecAbortError:
+                    raise translate(queued_errors[0] if queued_errors else
+                                    rex.ResponseError("EXECABORT"), plan.key) from None
+            except _TRANSIENT as exc:
+                raise CommitIndeterminateError(plan.key, str(exc)) from None
+            if result is None:
+                raise _Aborted(plan.key, plan.expected, plan.actual)
+            errors = [r for r in result if isinstance(r, Exception)]
+            if errors:
+                # Only possible if a key changed type between the TYPE check and
+                # EXEC (an operator racing the commit).  Report loudly.
+                log.error("commit to %s partly failed: %s; run statestore fsck", plan.key, errors)
+                raise translate(errors[0], plan.key)
+            revisions = [_text(result[i]) for i in plan.log_positions]
+        return plan.finish(revisions)
+
+    # --- reads -------------------------------------------------------------------
+    def read(self, fn: Callable[[], T]) -> T:
+        """Run a read with bounded retries on transient errors, translating failures."""
+        try:
+            return fn()
+        except _TRANSIENT:
+            pass
+        except rex.RedisError as exc:
+            raise translate(exc) from None
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(self.unavailable_timeout),
+                wait=wait_random_exponential(multiplier=0.02, max=1.0),
+                retry=retry_if_exception_type(_TRANSIENT),
+                reraise=True,
+            ):
+                with attempt:
+                    try:
+                        return fn()
+                    except rex.RedisError as exc:
+                        if isinstance(exc, _TRANSIENT):
+                            raise
+                        raise translate(exc) from None
+        except _TRANSIENT as exc:
+            raise StoreUnavailableError(
+                f"Redis is unavailable: {exc} (retried for {self.unavailable_timeout:g}s)"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+__all__ = ["Engine", "Plan", "Tx", "translate"]

@@ -1,0 +1,162 @@
+"""The statestore exception family.
+
+Every error a user can see derives from :class:`StateStoreError`.  Errors carry
+the data a caller needs to act on them (the key, the versions seen, the holder
+of a name) as attributes, not only in the message.  Nothing from
+``redis.exceptions`` crosses the public API: the Redis edge translates in one
+place (``statestore._engine.translate``).
+"""
+
+from __future__ import annotations
+
+
+class StateStoreError(Exception):
+    """Root of every statestore error."""
+
+    def __init__(self, message: str) -> None:
+        if type(self) is StateStoreError:
+            raise TypeError("StateStoreError is abstract; raise a specific subclass")
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgumentError(StateStoreError, ValueError):
+    """The caller passed something malformed (a bad name, ID, label, filter...).
+
+    Nothing was read or written because of it.
+    """
+
+
+class NotFoundError(StateStoreError, LookupError):
+    """No record matches the reference."""
+
+    def __init__(self, kind: str, reference: str) -> None:
+        what = "container" if kind == "container" else "exec instance"
+        super().__init__(f"No such {what}: {reference}")
+        self.kind = kind
+        self.reference = reference
+
+
+class AmbiguousReferenceError(StateStoreError, LookupError):
+    """An ID prefix matches more than one record."""
+
+    def __init__(self, kind: str, prefix: str) -> None:
+        super().__init__(f"multiple IDs found with provided prefix: {prefix}")
+        self.kind = kind
+        self.prefix = prefix
+
+
+class NameInUseError(StateStoreError):
+    """The container name is reserved by another container."""
+
+    def __init__(self, name: str, holder_id: str) -> None:
+        super().__init__(
+            f'Conflict. The container name "/{name}" is already in use by container '
+            f'"{holder_id}". You have to remove (or rename) that container to be able '
+            "to reuse that name."
+        )
+        self.name = name
+        self.holder_id = holder_id
+
+
+class AlreadyExistsError(StateStoreError):
+    """A record with this ID already exists."""
+
+    def __init__(self, kind: str, record_id: str) -> None:
+        super().__init__(f"{kind} {record_id} already exists")
+        self.kind = kind
+        self.id = record_id
+
+
+class ConflictError(StateStoreError):
+    """A compare-and-set commit lost: the record changed since it was read.
+
+    ``expected`` is the version the caller based its change on, ``actual`` the
+    version found in Redis (``None`` when the record no longer exists).  For
+    an ``update()`` whose optimistic retries ran out, ``attempts`` says how
+    many were made.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        expected: int | None,
+        actual: int | None,
+        attempts: int = 1,
+        detail: str = "",
+    ) -> None:
+        msg = f"conflict on {key}: expected version {expected}, found {actual}"
+        if attempts > 1:
+            msg += f" after {attempts} attempts"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        self.attempts = attempts
+
+
+class InvalidStateError(StateStoreError):
+    """An illegal container (or exec) state transition."""
+
+    def __init__(self, record_id: str, action: str, current: str, target: str, hint: str = "") -> None:
+        msg = f"cannot {action} container {record_id[:12]}: invalid transition {current} -> {target}"
+        if hint:
+            msg += f": {hint}"
+        super().__init__(msg)
+        self.id = record_id
+        self.action = action
+        self.current = current
+        self.target = target
+
+
+class CorruptRecordError(StateStoreError):
+    """A stored value cannot be decoded (garbage JSON, wrong Redis type, bad shape)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"corrupt record at {key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class SchemaVersionError(CorruptRecordError):
+    """A record was written by a newer statestore with a schema this one cannot read."""
+
+    def __init__(self, key: str, found: int, supported: int) -> None:
+        super().__init__(
+            key,
+            f"schema version {found} is newer than this statestore supports ({supported}); "
+            "upgrade statestore to read it",
+        )
+        self.found = found
+        self.supported = supported
+
+
+class StoreUnavailableError(StateStoreError):
+    """Redis could not be reached (or answered with a server error) after retries."""
+
+
+class CommitIndeterminateError(StoreUnavailableError):
+    """The connection was lost after EXEC was sent: the commit may or may not be applied.
+
+    Re-read the record to learn the outcome; its version tells.
+    """
+
+    def __init__(self, key: str, cause: str) -> None:
+        super().__init__(
+            f"outcome of the commit to {key} is unknown: connection lost after EXEC ({cause}); "
+            "re-read the record to learn whether it was applied"
+        )
+        self.key = key
+
+
+class StorePermissionError(StateStoreError, PermissionError):
+    """Redis refused the command for this user (ACL)."""
+
+
+class InconsistentStoreError(StateStoreError):
+    """Redis holds state that violates statestore's invariants (run ``statestore fsck``)."""

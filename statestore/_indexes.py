@@ -1,0 +1,133 @@
+"""Index planning: which sorted-set members a record implies, and diffs.
+
+Every index is a sorted set whose scores are all 0, so members sort
+lexicographically (byte order) and ``ZRANGEBYLEX`` answers exact and prefix
+queries in O(log N + M).  A member is ``<value>\\x00...\\x00<id>``: user data
+(label keys and values, image references, names) lives inside members, never
+inside key names, so it cannot escape the namespace.  The record's 64-hex ID
+is always the last 64 characters of a member.
+
+Container indexes (field -> members):
+
+* ``id``       ``<id>``                       (exact and prefix lookups)
+* ``name``     ``<name>\\x00<id>``            (name filter; lookups use name keys)
+* ``status``   ``<status>\\x00<id>``          (status filter, default ``ps``)
+* ``label``    ``<key>\\x00<value>\\x00<id>``  (label filter, ``key`` or ``key=value``)
+* ``image``    ``<Config.Image>\\x00<id>`` and ``<Image>\\x00<id>`` (ancestor)
+* ``network``  ``<network name>\\x00<id>`` and ``<NetworkID>\\x00<id>`` (network)
+
+Exec indexes: ``id`` (``<id>``) and ``container`` (``<container id>\\x00<exec id>``).
+
+Index ranges are bytes because the ``\\xff`` upper bound must be the raw byte
+(it never occurs in UTF-8, so it sorts after every member with the prefix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._state import derive_status
+
+SEP: Final = "\x00"
+ID_LEN: Final = 64
+
+Entries = dict[str, set[str]]
+
+
+def container_entries(doc: dict[str, Any]) -> Entries:
+    """The index members a container document implies, by index field."""
+    cid: str = doc["Id"]
+    name = doc["Name"][1:] if doc["Name"].startswith("/") else doc["Name"]
+    cfg = doc.get("Config") or {}
+    labels = cfg.get("Labels") or {}
+    images = {v for v in (cfg.get("Image"), doc.get("Image")) if isinstance(v, str) and v}
+    networks: set[str] = set()
+    for net_name, settings in ((doc.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        networks.add(net_name)
+        if isinstance(settings, dict) and isinstance(settings.get("NetworkID"), str):
+            if settings["NetworkID"]:
+                networks.add(settings["NetworkID"])
+    return {
+        "id": {cid},
+        "name": {f"{name}{SEP}{cid}"},
+        "status": {f"{derive_status(doc['State'])}{SEP}{cid}"},
+        "label": {f"{k}{SEP}{v}{SEP}{cid}" for k, v in labels.items()},
+        "image": {f"{i}{SEP}{cid}" for i in images},
+        "network": {f"{n}{SEP}{cid}" for n in networks},
+    }
+
+
+def exec_entries(doc: dict[str, Any]) -> Entries:
+    xid: str = doc["ID"]
+    return {"id": {xid}, "container": {f"{doc['ContainerID']}{SEP}{xid}"}}
+
+
+def entries(kind: str, doc: dict[str, Any] | None) -> Entries:
+    if doc is None:
+        return {}
+    return container_entries(doc) if kind == "container" else exec_entries(doc)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexDiff:
+    add: dict[str, list[str]]
+    remove: dict[str, list[str]]
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.remove
+
+
+def diff(kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> IndexDiff:
+    """Members to add and remove, by field, to go from ``old`` to ``new``."""
+    before, after = entries(kind, old), entries(kind, new)
+    add: dict[str, list[str]] = {}
+    remove: dict[str, list[str]] = {}
+    for field in before.keys() | after.keys():
+        b, a = before.get(field, set()), after.get(field, set())
+        if a - b:
+            add[field] = sorted(a - b)
+        if b - a:
+            remove[field] = sorted(b - a)
+    return IndexDiff(add, remove)
+
+
+def member_id(member: bytes | str) -> str:
+    """The record ID a member points at (its last 64 characters)."""
+    m = member.decode() if isinstance(member, bytes) else member
+    return m[-ID_LEN:]
+
+
+# --- lexicographic ranges ----------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A ``ZRANGEBYLEX`` range over one index field."""
+
+    field: str
+    min: bytes
+    max: bytes
+
+
+def exact(field: str, *parts: str) -> Range:
+    """Members whose leading parts equal ``parts`` (any ID after them)."""
+    p = SEP.join(parts).encode() + b"\x00"
+    return Range(field, b"[" + p, b"[" + p + b"\xff")
+
+
+def prefix(field: str, text: str) -> Range:
+    p = text.encode()
+    return Range(field, b"[" + p, b"[" + p + b"\xff")
+
+
+def everything(field: str) -> Range:
+    return Range(field, b"-", b"+")
+
+
+def ids_from_members(members: Iterable[bytes | str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in members:
+        seen[member_id(m)] = None
+    return list(seen)

@@ -1,0 +1,123 @@
+"""The key schema: the only place that formats a Redis key.
+
+Every key of a namespace starts with ``ss:{<namespace>}:``.  The braces make
+the namespace a Redis Cluster hash tag, so all keys of one namespace live in
+one hash slot and every commit (WATCH/MULTI) or script stays single-slot.
+
+Parts that come from users (IDs, names) are validated before they reach this
+module's callers, and this module re-checks that they contain none of the
+characters that could escape a key or a pattern (``{ } * ? [ ] :`` and white
+space).  Index members that carry user data (label keys and values) never go
+into key names: they live inside sorted-set members (see ``_indexes``).
+
+Layout (documented for operators in docs/schema.md)::
+
+    ss:{ns}:c:<id>        string   container record (JSON)
+    ss:{ns}:x:<id>        string   exec record (JSON)
+    ss:{ns}:name:<name>   string   name reservation -> container id
+    ss:{ns}:idx:c:<field> zset     container indexes (all scores 0, lex order)
+    ss:{ns}:idx:x:<field> zset     exec indexes
+    ss:{ns}:log           stream   change log (one entry per changed record)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from ._errors import InvalidArgumentError
+
+PREFIX: Final = "ss"
+
+NAMESPACE_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+_UNSAFE_RE: Final = re.compile(r"[{}*?\[\]:\s\\\x00]")
+
+# Container index fields (sorted sets).  See _indexes for the member formats.
+CONTAINER_INDEX_FIELDS: Final = ("id", "name", "status", "label", "image", "network")
+EXEC_INDEX_FIELDS: Final = ("id", "container")
+
+KIND_CONTAINER: Final = "container"
+KIND_EXEC: Final = "exec"
+_KIND_TAG: Final = {KIND_CONTAINER: "c", KIND_EXEC: "x"}
+
+
+def validate_namespace(namespace: str) -> str:
+    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+        raise InvalidArgumentError(
+            f"invalid namespace {namespace!r}: must match {NAMESPACE_RE.pattern}"
+        )
+    return namespace
+
+
+def _safe(part: str) -> str:
+    if not part or _UNSAFE_RE.search(part):
+        raise InvalidArgumentError(f"unsafe key part {part!r}")
+    return part
+
+
+@dataclass(frozen=True, slots=True)
+class KeySchema:
+    """All key names of one namespace."""
+
+    namespace: str
+
+    def __post_init__(self) -> None:
+        validate_namespace(self.namespace)
+
+    @property
+    def base(self) -> str:
+        return f"{PREFIX}:{{{self.namespace}}}:"
+
+    # records -----------------------------------------------------------------
+    def record_prefix(self, kind: str) -> str:
+        return f"{self.base}{_KIND_TAG[kind]}:"
+
+    def record(self, kind: str, record_id: str) -> str:
+        return self.record_prefix(kind) + _safe(record_id)
+
+    def container(self, container_id: str) -> str:
+        return self.record(KIND_CONTAINER, container_id)
+
+    def exec(self, exec_id: str) -> str:
+        return self.record(KIND_EXEC, exec_id)
+
+    # names ---------------------------------------------------------------------
+    @property
+    def name_prefix(self) -> str:
+        return f"{self.base}name:"
+
+    def name(self, bare_name: str) -> str:
+        return self.name_prefix + _safe(bare_name)
+
+    # indexes -------------------------------------------------------------------
+    def index(self, kind: str, field: str) -> str:
+        fields = CONTAINER_INDEX_FIELDS if kind == KIND_CONTAINER else EXEC_INDEX_FIELDS
+        if field not in fields:
+            raise InvalidArgumentError(f"no {kind} index {field!r}")
+        return f"{self.base}idx:{_KIND_TAG[kind]}:{field}"
+
+    def index_keys(self, kind: str) -> tuple[str, ...]:
+        fields = CONTAINER_INDEX_FIELDS if kind == KIND_CONTAINER else EXEC_INDEX_FIELDS
+        return tuple(self.index(kind, f) for f in fields)
+
+    # change log ----------------------------------------------------------------
+    @property
+    def log(self) -> str:
+        return f"{self.base}log"
+
+    # scanning --------------------------------------------------------------------
+    @property
+    def match_all(self) -> str:
+        """A SCAN MATCH pattern for every key of the namespace (for fsck and tests)."""
+        return f"{PREFIX}:{{{self.namespace}}}:*"
+
+    def parse(self, key: str) -> tuple[str, str] | None:
+        """Split a key of this namespace into (category, rest), or None if foreign."""
+        if not key.startswith(self.base):
+            return None
+        rest = key[len(self.base) :]
+        cat, sep, tail = rest.partition(":")
+        if not sep:
+            return (cat, "")
+        return (cat, tail)

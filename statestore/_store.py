@@ -1,0 +1,703 @@
+"""The store: repositories that compose the pure core with the commit engine.
+
+Nothing here formats a key (``_keys`` does), plans an index (``_indexes``),
+matches a filter (``_filters``) or sends MULTI (``_engine``).  Reads never
+take a lock and never wait on a writer: a ``get`` is one ``GET`` (full ID) or
+one script call (name or prefix), and ``list``/``snapshot`` are one script
+call that reads a consistent view.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Generic, TypeVar
+
+import orjson
+import redis
+import redis.exceptions as rex
+
+from . import _codec, _filters, _indexes
+from ._engine import Engine, Plan, Tx, translate
+from ._errors import (
+    AlreadyExistsError,
+    AmbiguousReferenceError,
+    ConflictError,
+    CorruptRecordError,
+    InvalidArgumentError,
+    InvalidStateError,
+    NameInUseError,
+    NotFoundError,
+    StateStoreError,
+)
+from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
+from ._names import generate_name
+from ._refs import parse_reference, resolve_in
+
+log = logging.getLogger("statestore")
+
+R = TypeVar("R", bound=_Record)
+
+DEFAULT_CHANGELOG_MAXLEN = 10_000
+_WRONGTYPE = "\x00WRONGTYPE"
+_AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the short ID
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _load_script(name: str) -> str:
+    return resources.files("statestore").joinpath("_lua", name).read_text()
+
+
+class RecordList(list[R]):
+    """A list of records plus the change-log revision it was read at and the
+    corrupt records that were skipped (so one bad record never breaks ``ps``)."""
+
+    def __init__(self, items: Iterable[R] = (), revision: str | None = None,
+                 corrupt: Iterable[CorruptRecordError] = ()) -> None:
+        super().__init__(items)
+        self.revision = revision
+        self.corrupt: tuple[CorruptRecordError, ...] = tuple(corrupt)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of every record of a namespace, at ``revision``.
+
+    ``containers``/``execs`` map IDs to fresh record objects.  ``get`` and
+    ``list`` answer with the store's lookup and filter rules, from memory.
+    """
+
+    revision: str
+    containers: dict[str, Container]
+    execs: dict[str, ExecConfig]
+    corrupt: tuple[CorruptRecordError, ...] = ()
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def get(self, ref: str) -> Container:
+        return resolve_in(ref, self.containers, self._names).copy()  # type: ignore[no-any-return]
+
+    def get_exec(self, ref: str) -> ExecConfig:
+        return resolve_in(ref, self.execs, None, KIND_EXEC).copy()  # type: ignore[no-any-return]
+
+    def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
+             limit: int | None = None) -> RecordList[Container]:
+        q = _filters.make_query(filters, all, limit)
+        before = self.get(q.values("before")[0]).created if q.values("before") else None
+        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        docs = [c._d for c in self.containers.values()]
+        return _finish_list(q, docs, self.revision, (), before, since)
+
+
+def _finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | None,
+                 corrupt: Iterable[CorruptRecordError], before: str | None,
+                 since: str | None) -> RecordList[Container]:
+    hits = [d for d in docs if _filters.matches(q, d, before, since)]
+    hits.sort(key=_filters.sort_key, reverse=True)
+    if q.limit is not None:
+        hits = hits[: q.limit]
+    return RecordList((Container(orjson.loads(orjson.dumps(d))) for d in hits), revision, corrupt)
+
+
+class _Repository(Generic[R]):
+    """What containers and execs share: lookups, commits, updates."""
+
+    kind: str = ""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._keys = store.keys
+        self._engine = store._engine
+        self._max = store.max_record_bytes
+        self._index_keys = self._keys.index_keys(self.kind)
+        self._type_checks = (*self._index_keys, self._keys.log)
+
+    # --- decoding --------------------------------------------------------------
+    def _decode(self, key: str, raw: Any) -> R:
+        rec: R = _codec.decode(self.kind, key, raw, self._max)
+        return rec
+
+    # --- reads -----------------------------------------------------------------------
+    def get(self, ref: str) -> R:
+        """The record ``ref`` names: exact ID, exact name (containers), or unique ID prefix.
+
+        Raises InvalidArgumentError (empty or malformed reference), NotFoundError,
+        AmbiguousReferenceError, CorruptRecordError.
+        """
+        r = parse_reference(ref, self.kind)
+        if r.full_id:
+            key = self._keys.record(self.kind, r.bare)
+            raw = self._engine.read(lambda: self._store.client.get(key))
+            if raw is not None:
+                return self._decode(key, raw)
+        rid, raw = self._resolve(ref)
+        return self._decode(self._keys.record(self.kind, rid), raw)
+
+    def _resolve(self, ref: str) -> tuple[str, Any]:
+        r = parse_reference(ref, self.kind)
+        reply = self._engine.read(lambda: self._store._resolve_script(
+            keys=[self._keys.index(self.kind, "id")],
+            args=[
+                self._keys.record_prefix(self.kind),
+                self._keys.name_prefix if self.kind == KIND_CONTAINER else "",
+                r.bare, int(r.full_id), int(r.name), int(r.hex_prefix),
+            ],
+        ))
+        status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
+        if status == "ok":
+            return rid, raw
+        if status == "ambiguous":
+            raise AmbiguousReferenceError(self.kind, ref)
+        if status == "wrongtype":
+            raise CorruptRecordError(self._keys.record(self.kind, rid),
+                                     "holds a value of the wrong Redis type")
+        raise NotFoundError(self.kind, ref)
+
+    def resolve(self, ref: str) -> str:
+        """The ID ``ref`` names (same rules and errors as ``get``)."""
+        r = parse_reference(ref, self.kind)
+        if r.full_id:
+            key = self._keys.record(self.kind, r.bare)
+            if self._engine.read(lambda: self._store.client.exists(key)):
+                return r.bare
+        return self._resolve(ref)[0]
+
+    def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
+        rev, groups = self._store._fetch([(self.kind, "ids", ids)])
+        recs, corrupt = self._store._decode_group(self.kind, groups[0])
+        return rev, recs, corrupt
+
+    # --- writes ----------------------------------------------------------------------
+    def commit(self, record: R) -> R:
+        """Compare-and-set: write ``record`` if the stored version is still ``record.version``.
+
+        Returns the committed copy (version + 1).  Raises ConflictError when
+        someone committed since ``record`` was read (never retried blindly),
+        NotFoundError when the record is gone.
+        """
+        if not isinstance(record, _Record) or record.KIND != self.kind:
+            raise InvalidArgumentError(f"commit() takes a {self.kind} record")
+        _validate(record)
+        key = self._keys.record(self.kind, record.id)
+        expected = record.version
+
+        def body(tx: Tx) -> Plan:
+            (raw,) = tx.read([key])
+            if raw is None:
+                raise NotFoundError(self.kind, record.id)
+            current: R = self._decode(key, raw)
+            if current.version != expected:
+                raise ConflictError(key, expected, current.version)
+            return self._plan_update(tx, current, record.copy())
+
+        result: R = self._engine.transact(body, self._type_checks)
+        return result
+
+    def update(self, ref: str, fn: Callable[[R], R | None]) -> R:
+        """Read the record, apply ``fn`` to a fresh copy, commit it atomically.
+
+        ``fn`` mutates its argument (or returns a replacement).  On a commit
+        conflict the whole read-modify-write is retried with backoff, so ``fn``
+        may run more than once and must not have side effects.  Raises
+        ConflictError when the retries run out, and whatever ``fn`` raises
+        (nothing is written then).
+        """
+        rid = self.resolve(ref)
+        key = self._keys.record(self.kind, rid)
+
+        def body(tx: Tx) -> Plan:
+            (raw,) = tx.read([key])
+            if raw is None:
+                raise NotFoundError(self.kind, ref)
+            current: R = self._decode(key, raw)
+            working = current.copy()
+            out = fn(working)
+            new = working if out is None else out
+            if not isinstance(new, type(current)):
+                raise InvalidArgumentError(f"update function must return a {self.kind} or None")
+            _validate(new)
+            if new.version != current.version:
+                raise InvalidArgumentError("the update function must not change the version")
+            return self._plan_update(tx, current, new)
+
+        result: R = self._engine.transact(body, self._type_checks)
+        return result
+
+    def _plan_update(self, tx: Tx, current: R, new: R) -> Plan:
+        raise NotImplementedError  # pragma: no cover - subclasses plan their own writes
+
+    # --- plan helpers --------------------------------------------------------------
+    def _write(self, plan: Plan, kind: str, old: dict[str, Any] | None,
+               new: dict[str, Any] | None) -> None:
+        """Add a record write (or delete), its index diff and its change event to a plan."""
+        keys = self._keys
+        rid = (new or old or {})["Id" if kind == KIND_CONTAINER else "ID"]
+        rkey = keys.record(kind, rid)
+        if new is None:
+            plan.add("DEL", rkey)
+        else:
+            plan.add("SET", rkey, _codec.encode(_record_of(kind, new), self._max))
+        d = _indexes.diff(kind, old, new)
+        for fld, members in d.remove.items():
+            plan.add("ZREM", keys.index(kind, fld), *members)
+        for fld, members in d.add.items():
+            args: list[Any] = []
+            for m in members:
+                args += [0, m]
+            plan.add("ZADD", keys.index(kind, fld), *args)
+        doc = new if new is not None else old
+        assert doc is not None
+        etype = "create" if old is None else "delete" if new is None else "update"
+        plan.log(*self._store._xadd(etype, kind, doc))
+
+
+def _record_of(kind: str, doc: dict[str, Any]) -> _Record:
+    return Container(doc) if kind == KIND_CONTAINER else ExecConfig(doc)
+
+
+def _validate(record: _Record) -> None:
+    record.validate()
+
+
+def _bump(doc: dict[str, Any]) -> dict[str, Any]:
+    doc[META]["Version"] = int(doc[META]["Version"]) + 1
+    return doc
+
+
+class Containers(_Repository[Container]):
+    """``store.containers``: container records, names and indexes."""
+
+    kind = KIND_CONTAINER
+
+    def create(self, container: Container) -> Container:
+        """Store a new container (version 1) and reserve its name.
+
+        Raises AlreadyExistsError (same ID), NameInUseError (name taken; a
+        generated name is retried with another), InvalidArgumentError.
+        """
+        if not isinstance(container, Container):
+            raise InvalidArgumentError("create() takes a Container")
+        if container.version != 0:
+            raise InvalidArgumentError(
+                f"container {container.id[:12]} is already committed (version "
+                f"{container.version}); use commit()"
+            )
+        _validate(container)
+        auto = getattr(container, "_auto_name", False)
+        doc = container.to_dict()
+        for attempt in range(_AUTO_NAME_TRIES + 1):
+            try:
+                return self._create(doc)
+            except NameInUseError:
+                if not auto:
+                    raise
+                doc["Name"] = "/" + (generate_name(retry=attempt + 1)
+                                     if attempt + 1 < _AUTO_NAME_TRIES else doc["Id"][:12])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _create(self, doc: dict[str, Any]) -> Container:
+        keys = self._keys
+        cid = doc["Id"]
+        name = normalize_name(doc["Name"])
+        key, nkey = keys.container(cid), keys.name(name)
+        encoded_check = _codec.encode(Container(doc), self._max)  # fail fast on size
+        del encoded_check
+
+        def body(tx: Tx) -> Plan:
+            raw, holder = tx.read([key, nkey])
+            if raw is not None:
+                raise AlreadyExistsError(self.kind, cid)
+            if holder is not None:
+                self._check_name_free(tx, name, _s(holder), cid)
+            new = orjson.loads(orjson.dumps(doc))
+            new[META]["Version"] = 1
+            plan = Plan(key=key, expected=0)
+            plan.add("SET", nkey, cid)
+            self._write(plan, KIND_CONTAINER, None, new)
+            plan.finish = lambda revs: _with_revision(Container(new), revs)
+            return plan
+
+        result: Container = self._engine.transact(body, self._type_checks)
+        return result
+
+    def _check_name_free(self, tx: Tx, name: str, holder: str, me: str) -> None:
+        """Raise NameInUseError unless the reservation is ours or stale (holder gone)."""
+        if holder == me:
+            return
+        try:
+            validate_id(holder)
+        except InvalidArgumentError:
+            raise CorruptRecordError(self._keys.name(name), f"holds {holder!r}, not an ID") from None
+        (holder_raw,) = tx.read([self._keys.container(holder)])
+        if holder_raw is not None:
+            raise NameInUseError(name, holder)
+        log.warning("reclaiming stale name reservation %s (container %s is gone)", name, holder)
+
+    def _plan_update(self, tx: Tx, current: Container, new: Container) -> Plan:
+        keys = self._keys
+        key = keys.container(current.id)
+        if new.id != current.id:
+            raise InvalidArgumentError("a container's Id cannot change")
+        old_doc, new_doc = current._d, new.to_dict()
+        _bump(new_doc)
+        plan = Plan(key=key, expected=current.version)
+        if new.name != current.name:
+            nkey = keys.name(new.name)
+            (holder,) = tx.read([nkey])
+            if holder is not None:
+                self._check_name_free(tx, new.name, _s(holder), current.id)
+            plan.add("DEL", keys.name(current.name))
+            plan.add("SET", nkey, current.id)
+        self._write(plan, KIND_CONTAINER, old_doc, new_doc)
+        plan.finish = lambda revs: _with_revision(Container(new_doc), revs)
+        return plan
+
+    def rename(self, ref: str, new_name: str) -> Container:
+        """Give the container a new name; the old name is freed in the same commit.
+
+        Raises NameInUseError, InvalidArgumentError (invalid name, or the same name).
+        """
+        bare = normalize_name(new_name)
+
+        def change(c: Container) -> None:
+            if c.name == bare:
+                raise InvalidArgumentError(
+                    "Renaming a container with the same name as its current name")
+            c.name = bare
+
+        return self.update(ref, change)
+
+    def delete(self, ref: str) -> Container:
+        """Remove the container, its name, its index entries and its execs in one commit.
+
+        Returns the last state of the deleted record.
+        """
+        cid = self.resolve(ref)
+        keys = self._keys
+        key = keys.container(cid)
+
+        def body(tx: Tx) -> Plan:
+            (raw,) = tx.read([key])
+            if raw is None:
+                raise NotFoundError(self.kind, ref)
+            current = self._decode(key, raw)
+            nkey = keys.name(current.name)
+            exec_keys = [keys.exec(x) for x in current.exec_ids]
+            reads = tx.read([nkey, *exec_keys])
+            plan = Plan(key=key, expected=current.version)
+            if reads[0] is not None and _s(reads[0]) == cid:
+                plan.add("DEL", nkey)
+            for xkey, xraw in zip(exec_keys, reads[1:], strict=True):
+                if xraw is None:
+                    continue
+                try:
+                    xdoc = _codec.decode_document(KIND_EXEC, xkey, xraw, self._max)
+                except CorruptRecordError:
+                    # never leave a corrupt exec behind a deleted container
+                    plan.add("DEL", xkey)
+                    continue
+                self._write(plan, KIND_EXEC, xdoc, None)
+            self._write(plan, KIND_CONTAINER, current._d, None)
+            gone = current.copy()
+            plan.finish = lambda revs: _with_revision(gone, revs)
+            return plan
+
+        result: Container = self._engine.transact(
+            body, (*self._type_checks, *keys.index_keys(KIND_EXEC)))
+        return result
+
+    def list(
+        self,
+        filters: Mapping[str, Iterable[str] | str] | None = None,
+        all: bool = False,
+        limit: int | None = None,
+    ) -> RecordList[Container]:
+        """``docker ps``: running containers (all with ``all=True``), newest first.
+
+        Selective filters are answered from indexes; see ``statestore._filters``
+        for the rules.  Corrupt records are skipped and reported in ``.corrupt``.
+        """
+        q = _filters.make_query(filters, all, limit)
+        before = self.get(q.values("before")[0]).created if q.values("before") else None
+        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        clauses = _filters.plan(q)
+        if clauses:
+            rev, groups = self._store._fetch([(KIND_CONTAINER, "ranges", clauses)])
+        else:
+            fld = _filters.scan_field(q)
+            if fld is None:
+                rev, groups = self._store._fetch(
+                    [(KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)])])
+            else:
+                ikey = self._keys.index(KIND_CONTAINER, fld)
+                members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1))
+                ids = [_indexes.member_id(m) for m in members
+                       if _filters.member_matches(q, fld, _s(m))]
+                rev, groups = self._store._fetch([(KIND_CONTAINER, "ids", ids)])
+        recs, corrupt = self._store._decode_group(KIND_CONTAINER, groups[0])
+        return _finish_list(q, [c._d for c in recs], rev, corrupt, before, since)
+
+
+class Execs(_Repository[ExecConfig]):
+    """``store.execs``: exec instances, kept in step with their container's ExecIDs."""
+
+    kind = KIND_EXEC
+
+    def create(self, exec_config: ExecConfig) -> ExecConfig:
+        """Store a new exec for a running container and add it to the container's ExecIDs.
+
+        Raises NotFoundError (container), InvalidStateError (container not
+        running, paused or restarting), AlreadyExistsError.
+        """
+        if not isinstance(exec_config, ExecConfig):
+            raise InvalidArgumentError("create() takes an ExecConfig")
+        if exec_config.version != 0:
+            raise InvalidArgumentError("exec is already committed; use commit()")
+        cid = self._store.containers.resolve(exec_config.container_id)
+        keys = self._keys
+        xid = exec_config.id
+        xkey, ckey = keys.exec(xid), keys.container(cid)
+        xdoc_base = exec_config.to_dict()
+        xdoc_base["ContainerID"] = cid
+        _validate(ExecConfig(xdoc_base))
+
+        def body(tx: Tx) -> Plan:
+            craw, xraw = tx.read([ckey, xkey])
+            if craw is None:
+                raise NotFoundError(KIND_CONTAINER, exec_config.container_id)
+            if xraw is not None:
+                raise AlreadyExistsError(self.kind, xid)
+            container = self._store.containers._decode(ckey, craw)
+            status = container.status
+            if status != "running":
+                hint = {
+                    "paused": "container is paused, unpause the container before exec",
+                    "restarting": "container is restarting, wait until the container is running",
+                }.get(status, "container is not running")
+                raise InvalidStateError(cid, "exec in", status, "running", hint)
+            new_c = container.to_dict()
+            new_c["ExecIDs"] = [*container.exec_ids, xid]
+            _bump(new_c)
+            xdoc = orjson.loads(orjson.dumps(xdoc_base))
+            xdoc[META]["Version"] = 1
+            plan = Plan(key=xkey, expected=0)
+            self._write(plan, KIND_EXEC, None, xdoc)
+            self._write(plan, KIND_CONTAINER, container._d, new_c)
+            plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs[:1])
+            return plan
+
+        result: ExecConfig = self._engine.transact(
+            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
+        return result
+
+    def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
+        if new.id != current.id or new.container_id != current.container_id:
+            raise InvalidArgumentError("an exec's ID and ContainerID cannot change")
+        new_doc = _bump(new.to_dict())
+        plan = Plan(key=self._keys.exec(current.id), expected=current.version)
+        self._write(plan, KIND_EXEC, current._d, new_doc)
+        plan.finish = lambda revs: _with_revision(ExecConfig(new_doc), revs)
+        return plan
+
+    def delete(self, ref: str) -> ExecConfig:
+        """Remove the exec and drop it from its container's ExecIDs, in one commit."""
+        xid = self.resolve(ref)
+        keys = self._keys
+        xkey = keys.exec(xid)
+
+        def body(tx: Tx) -> Plan:
+            (xraw,) = tx.read([xkey])
+            if xraw is None:
+                raise NotFoundError(self.kind, ref)
+            current = self._decode(xkey, xraw)
+            ckey = keys.container(current.container_id)
+            (craw,) = tx.read([ckey])
+            plan = Plan(key=xkey, expected=current.version)
+            self._write(plan, KIND_EXEC, current._d, None)
+            if craw is not None:
+                container = self._store.containers._decode(ckey, craw)
+                if xid in container.exec_ids:
+                    new_c = container.to_dict()
+                    new_c["ExecIDs"] = [x for x in container.exec_ids if x != xid] or None
+                    self._write(plan, KIND_CONTAINER, container._d, _bump(new_c))
+            gone = current.copy()
+            plan.finish = lambda revs: _with_revision(gone, revs[:1])
+            return plan
+
+        result: ExecConfig = self._engine.transact(
+            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
+        return result
+
+    def list(self, container: str | None = None) -> RecordList[ExecConfig]:
+        """Every exec, or those of one container (a reference), oldest ID order."""
+        if container is None:
+            rng: tuple[_indexes.Range, ...] = (_indexes.everything("id"),)
+        else:
+            cid = self._store.containers.resolve(container)
+            rng = (_indexes.exact("container", cid),)
+        rev, groups = self._store._fetch([(KIND_EXEC, "ranges", [rng])])
+        recs, corrupt = self._store._decode_group(KIND_EXEC, groups[0])
+        return RecordList(recs, rev, corrupt)
+
+
+def _with_revision(rec: R, revisions: list[str]) -> R:
+    rec.revision = revisions[-1] if revisions else None
+    return rec
+
+
+class Store:
+    """Container and exec state of one namespace, in one Redis, shared by many replicas.
+
+    ``client`` is any ``redis.Redis`` (a Sentinel ``master_for`` client works
+    too).  The store never closes a client it was given; ``close()`` closes one
+    it created (``from_url``).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        namespace: str = "default",
+        *,
+        changelog_maxlen: int = DEFAULT_CHANGELOG_MAXLEN,
+        max_record_bytes: int = _codec.DEFAULT_MAX_RECORD_BYTES,
+        conflict_attempts: int = 32,
+        unavailable_timeout: float = 5.0,
+    ) -> None:
+        if isinstance(client, redis.RedisCluster):
+            raise InvalidArgumentError(
+                "RedisCluster clients are not supported by this version of statestore; "
+                "use a client for one shard (every namespace lives in one hash slot)"
+            )
+        if not isinstance(client, redis.Redis):
+            raise InvalidArgumentError(f"Store needs a redis.Redis client, not {type(client)!r}")
+        for name, value in (("changelog_maxlen", changelog_maxlen),
+                            ("max_record_bytes", max_record_bytes)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InvalidArgumentError(f"{name} must be a positive integer")
+        self.keys = KeySchema(namespace)
+        self.namespace = namespace
+        self.client = client
+        self.changelog_maxlen = changelog_maxlen
+        self.max_record_bytes = max_record_bytes
+        self._owns_client = False
+        self._engine = Engine(client, conflict_attempts=conflict_attempts,
+                              unavailable_timeout=unavailable_timeout)
+        self._resolve_script = client.register_script(_load_script("resolve.lua"))
+        self._fetch_script = client.register_script(_load_script("fetch.lua"))
+        self.containers = Containers(self)
+        self.execs = Execs(self)
+
+    @classmethod
+    def from_url(cls, url: str, namespace: str = "default", **kwargs: Any) -> Store:
+        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
+        try:
+            client = redis.Redis.from_url(url)
+        except (ValueError, rex.RedisError) as exc:
+            raise InvalidArgumentError(f"invalid Redis URL {url!r}: {exc}") from None
+        store = cls(client, namespace, **kwargs)
+        store._owns_client = True
+        return store
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError unless Redis answers."""
+        self._engine.read(self.client.ping)
+
+    # --- snapshot ----------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        """Every container and exec and the change-log revision, read atomically."""
+        rev, groups = self._fetch([
+            (KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)]),
+            (KIND_EXEC, "ranges", [(_indexes.everything("id"),)]),
+        ])
+        if rev is None:
+            raise CorruptRecordError(self.keys.log, "holds a value of the wrong Redis type")
+        containers, c_bad = self._decode_group(KIND_CONTAINER, groups[0])
+        execs, x_bad = self._decode_group(KIND_EXEC, groups[1])
+        return Snapshot(
+            revision=rev,
+            containers={c.id: c for c in containers},
+            execs={x.id: x for x in execs},
+            corrupt=(*c_bad, *x_bad),
+            _names={c.name: c.id for c in containers},
+        )
+
+    # --- internals shared by the repositories -----------------------------------------
+    def _xadd(self, etype: str, kind: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+        if kind == KIND_CONTAINER:
+            rid, name = doc["Id"], doc["Name"][1:]
+            from ._state import derive_status
+
+            status = derive_status(doc["State"])
+        else:
+            rid, name = doc["ID"], ""
+            status = ExecConfig(doc).status
+        return (
+            "XADD", self.keys.log, "MAXLEN", "~", self.changelog_maxlen, "*",
+            "type", etype, "kind", kind, "id", rid, "name", name,
+            "version", doc[META]["Version"], "status", status,
+            "record", orjson.dumps(doc),
+        )
+
+    def _fetch(
+        self, groups: list[tuple[str, str, Any]]
+    ) -> tuple[str | None, list[list[tuple[str, Any]]]]:
+        """Run fetch.lua: groups of (kind, 'ranges', clauses) or (kind, 'ids', ids)."""
+        keys: list[str] = [self.keys.log]
+        args: list[Any] = [len(groups)]
+        for kind, mode, spec in groups:
+            args += [self.keys.record_prefix(kind), mode]
+            if mode == "ids":
+                args += [len(spec), *spec]
+                continue
+            args.append(len(spec))
+            for clause in spec:
+                args.append(len(clause))
+                for rng in clause:
+                    ikey = self.keys.index(kind, rng.field)
+                    if ikey not in keys:
+                        keys.append(ikey)
+                    args += [keys.index(ikey) + 1, rng.min, rng.max]
+        reply = self._engine.read(lambda: self._fetch_script(keys=keys, args=args))
+        rev = _s(reply[0])
+        out: list[list[tuple[str, Any]]] = []
+        i = 1
+        for _ in groups:
+            n = int(reply[i])
+            i += 1
+            out.append([(_s(reply[i + 2 * k]), reply[i + 2 * k + 1]) for k in range(n)])
+            i += 2 * n
+        return (None if rev == _WRONGTYPE else rev), out
+
+    def _decode_group(self, kind: str, pairs: list[tuple[str, Any]]) -> tuple[list[Any], list[CorruptRecordError]]:
+        recs: list[Any] = []
+        bad: list[CorruptRecordError] = []
+        for rid, raw in pairs:
+            key = self.keys.record(kind, rid)
+            try:
+                if raw in (_WRONGTYPE, _WRONGTYPE.encode()):
+                    raise CorruptRecordError(key, "holds a value of the wrong Redis type")
+                recs.append(_codec.decode(kind, key, raw, self.max_record_bytes))
+            except CorruptRecordError as exc:
+                log.warning("skipping %s", exc)
+                bad.append(exc)
+        return recs, bad
+
+
+__all__ = [
+    "Containers", "Execs", "RecordList", "Snapshot", "StateStoreError", "Store", "translate",
+]
