@@ -18,12 +18,21 @@ from ._errors import (
     NameInUseError,
     NotFoundError,
     SchemaVersionError,
-    StorePermissionError,
     StateStoreError,
+    StorePermissionError,
     StoreUnavailableError,
 )
 from ._filters import parse_filter_args
-from ._model import Config, Container, ExecConfig, Health, HostConfig, NetworkSettings, ProcessConfig, State
+from ._model import (
+    Config,
+    Container,
+    ExecConfig,
+    Health,
+    HostConfig,
+    NetworkSettings,
+    ProcessConfig,
+    State,
+)
 from ._store import Containers, Execs, RecordList, Snapshot, Store
 
 __version__ = "0.1.0"

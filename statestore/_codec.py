@@ -82,7 +82,7 @@ def decode_document(
     if len(raw) > max_bytes:
         raise CorruptRecordError(key, f"{len(raw)} bytes, over the {max_bytes}-byte record cap")
     try:
-        doc = orjson.loads(raw)
+        doc: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise CorruptRecordError(key, f"invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -97,14 +97,15 @@ def decode_document(
     rid = doc.get(id_field)
     if not isinstance(rid, str) or not ID_RE.match(rid) or not key.endswith(rid):
         raise CorruptRecordError(key, f"{id_field} {rid!r} does not match the key")
-    return doc
+    result: dict[str, Any] = doc
+    return result
 
 
 def decode(kind: str, key: str, raw: bytes | str,
            max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Any:
     """A fresh record object from stored bytes; CorruptRecordError if they are bad."""
     doc = decode_document(kind, key, raw, max_bytes)
-    rec = _CLASSES[kind](doc)
+    rec: Any = _CLASSES[kind](doc)
     if kind == "container":
         # the fields the indexes and filters read must have the right shapes
         try:

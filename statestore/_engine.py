@@ -225,7 +225,7 @@ class Engine:
         finally:
             if not clean:
                 # the reply stream or the WATCH state may be out of step: drop it
-                conn.disconnect()
+                conn.disconnect()  # type: ignore[no-untyped-call]
             self.pool.release(conn)
 
     # --- transactions --------------------------------------------------------------

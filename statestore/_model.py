@@ -139,7 +139,7 @@ class _View:
         return f"{type(self).__name__}({self._d!r})"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._d == self._d  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._d == self._d
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -272,7 +272,7 @@ class Config(_View):
         labels = self._d.get("Labels")
         if labels is None:
             labels = self._d["Labels"] = {}
-        return labels  # type: ignore[no-any-return]
+        return labels
 
     @labels.setter
     def labels(self, value: Mapping[str, str]) -> None:
@@ -350,7 +350,7 @@ class _Record:
         return dup
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._d == self._d  # type: ignore[attr-defined]
+        return type(other) is type(self) and other._d == self._d
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -402,7 +402,7 @@ class Container(_Record):
         labels_d = validate_labels(labels)
         cmd_l = _str_list(cmd, "cmd")
         ep_l = _str_list(entrypoint, "entrypoint")
-        ports = {p: {} for p in _str_list(exposed_ports, "exposed_ports")}
+        ports: dict[str, Any] = {p: {} for p in _str_list(exposed_ports, "exposed_ports")}
         binds_l = _str_list(binds, "binds")
         pb = {k: [dict(b) for b in v] for k, v in (port_bindings or {}).items()}
         for p in pb:

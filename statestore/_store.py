@@ -436,7 +436,7 @@ class Containers(_Repository[Container]):
             else:
                 ikey = self._keys.index(KIND_CONTAINER, fld)
                 members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1))
-                ids = [_indexes.member_id(m) for m in members
+                ids = [_indexes.member_id(_s(m)) for m in members
                        if _filters.member_matches(q, fld, _s(m))]
                 rev, groups = self._store._fetch([(KIND_CONTAINER, "ids", ids)])
         recs, corrupt = self._store._decode_group(KIND_CONTAINER, groups[0])
