@@ -36,6 +36,7 @@ from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
+from ._state import derive_status
 
 log = logging.getLogger("statestore")
 
@@ -167,6 +168,25 @@ class _Repository(Generic[R]):
                 return r.bare
         return self._resolve(ref)[0]
 
+    def _on_record(self, ref: str, make_body: Callable[[str], Callable[[Tx], Plan]],
+                   type_checks: tuple[str, ...] | None = None) -> Any:
+        """Run a transaction on the record ``ref`` names.
+
+        A full ID goes straight to the transaction (no resolving round trip);
+        only if no record has that ID is it resolved as a name (a name may be
+        64 hex digits) or prefix.  The body raises NotFoundError when the
+        record it reads under WATCH is missing.
+        """
+        checks = self._type_checks if type_checks is None else type_checks
+        r = parse_reference(ref, self.kind)
+        if r.full_id:
+            try:
+                return self._engine.transact(make_body(r.bare), checks)
+            except NotFoundError:
+                pass
+        rid = self._resolve(ref)[0]
+        return self._engine.transact(make_body(rid), checks)
+
     def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
         rev, groups = self._store._fetch([(self.kind, "ids", ids)])
         recs, corrupt = self._store._decode_group(self.kind, groups[0])
@@ -185,6 +205,7 @@ class _Repository(Generic[R]):
         _validate(record)
         key = self._keys.record(self.kind, record.id)
         expected = record.version
+        snapshot_of_caller = record.copy()  # later edits by the caller must not leak in
 
         def body(tx: Tx) -> Plan:
             (raw,) = tx.read([key])
@@ -193,7 +214,7 @@ class _Repository(Generic[R]):
             current: R = self._decode(key, raw)
             if current.version != expected:
                 raise ConflictError(key, expected, current.version)
-            return self._plan_update(tx, current, record.copy())
+            return self._plan_update(tx, current, snapshot_of_caller)
 
         result: R = self._engine.transact(body, self._type_checks)
         return result
@@ -207,25 +228,27 @@ class _Repository(Generic[R]):
         ConflictError when the retries run out, and whatever ``fn`` raises
         (nothing is written then).
         """
-        rid = self.resolve(ref)
-        key = self._keys.record(self.kind, rid)
+        def make_body(rid: str) -> Callable[[Tx], Plan]:
+            key = self._keys.record(self.kind, rid)
 
-        def body(tx: Tx) -> Plan:
-            (raw,) = tx.read([key])
-            if raw is None:
-                raise NotFoundError(self.kind, ref)
-            current: R = self._decode(key, raw)
-            working = current.copy()
-            out = fn(working)
-            new = working if out is None else out
-            if not isinstance(new, type(current)):
-                raise InvalidArgumentError(f"update function must return a {self.kind} or None")
-            _validate(new)
-            if new.version != current.version:
-                raise InvalidArgumentError("the update function must not change the version")
-            return self._plan_update(tx, current, new)
+            def body(tx: Tx) -> Plan:
+                (raw,) = tx.read([key])
+                if raw is None:
+                    raise NotFoundError(self.kind, ref)
+                current: R = self._decode(key, raw)
+                working = self._decode(key, raw)  # the caller's private copy
+                out = fn(working)
+                new = working if out is None else out
+                if not isinstance(new, type(current)):
+                    raise InvalidArgumentError(f"update function must return a {self.kind} or None")
+                _validate(new)
+                if new.version != current.version:
+                    raise InvalidArgumentError("the update function must not change the version")
+                return self._plan_update(tx, current, new)
 
-        result: R = self._engine.transact(body, self._type_checks)
+            return body
+
+        result: R = self._on_record(ref, make_body)
         return result
 
     def _plan_update(self, tx: Tx, current: R, new: R) -> Plan:
@@ -238,10 +261,12 @@ class _Repository(Generic[R]):
         keys = self._keys
         rid = (new or old or {})["Id" if kind == KIND_CONTAINER else "ID"]
         rkey = keys.record(kind, rid)
+        data = None
         if new is None:
             plan.add("DEL", rkey)
         else:
-            plan.add("SET", rkey, _codec.encode(_record_of(kind, new), self._max))
+            data = _codec.encode(_record_of(kind, new), self._max)
+            plan.add("SET", rkey, data)
         d = _indexes.diff(kind, old, new)
         for fld, members in d.remove.items():
             plan.add("ZREM", keys.index(kind, fld), *members)
@@ -253,7 +278,7 @@ class _Repository(Generic[R]):
         doc = new if new is not None else old
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
-        plan.log(*self._store._xadd(etype, kind, doc))
+        plan.log(*self._store._xadd(etype, kind, doc, data))
 
 
 def _record_of(kind: str, doc: dict[str, Any]) -> _Record:
@@ -264,8 +289,9 @@ def _validate(record: _Record) -> None:
     record.validate()
 
 
-def _bump(doc: dict[str, Any]) -> dict[str, Any]:
-    doc[META]["Version"] = int(doc[META]["Version"]) + 1
+def _next_version(doc: dict[str, Any], current: _Record) -> dict[str, Any]:
+    """Set the version a commit on top of ``current`` writes (idempotent across retries)."""
+    doc[META]["Version"] = current.version + 1
     return doc
 
 
@@ -305,8 +331,8 @@ class Containers(_Repository[Container]):
         cid = doc["Id"]
         name = normalize_name(doc["Name"])
         key, nkey = keys.container(cid), keys.name(name)
-        encoded_check = _codec.encode(Container(doc), self._max)  # fail fast on size
-        del encoded_check
+        new = orjson.loads(orjson.dumps(doc))
+        new[META]["Version"] = 1
 
         def body(tx: Tx) -> Plan:
             raw, holder = tx.read([key, nkey])
@@ -314,8 +340,6 @@ class Containers(_Repository[Container]):
                 raise AlreadyExistsError(self.kind, cid)
             if holder is not None:
                 self._check_name_free(tx, name, _s(holder), cid)
-            new = orjson.loads(orjson.dumps(doc))
-            new[META]["Version"] = 1
             plan = Plan(key=key, expected=0)
             plan.add("SET", nkey, cid)
             self._write(plan, KIND_CONTAINER, None, new)
@@ -343,8 +367,7 @@ class Containers(_Repository[Container]):
         key = keys.container(current.id)
         if new.id != current.id:
             raise InvalidArgumentError("a container's Id cannot change")
-        old_doc, new_doc = current._d, new.to_dict()
-        _bump(new_doc)
+        old_doc, new_doc = current._d, _next_version(new._d, current)
         plan = Plan(key=key, expected=current.version)
         if new.name != current.name:
             nkey = keys.name(new.name)
@@ -377,38 +400,40 @@ class Containers(_Repository[Container]):
 
         Returns the last state of the deleted record.
         """
-        cid = self.resolve(ref)
         keys = self._keys
-        key = keys.container(cid)
 
-        def body(tx: Tx) -> Plan:
-            (raw,) = tx.read([key])
-            if raw is None:
-                raise NotFoundError(self.kind, ref)
-            current = self._decode(key, raw)
-            nkey = keys.name(current.name)
-            exec_keys = [keys.exec(x) for x in current.exec_ids]
-            reads = tx.read([nkey, *exec_keys])
-            plan = Plan(key=key, expected=current.version)
-            if reads[0] is not None and _s(reads[0]) == cid:
-                plan.add("DEL", nkey)
-            for xkey, xraw in zip(exec_keys, reads[1:], strict=True):
-                if xraw is None:
-                    continue
-                try:
-                    xdoc = _codec.decode_document(KIND_EXEC, xkey, xraw, self._max)
-                except CorruptRecordError:
-                    # never leave a corrupt exec behind a deleted container
-                    plan.add("DEL", xkey)
-                    continue
-                self._write(plan, KIND_EXEC, xdoc, None)
-            self._write(plan, KIND_CONTAINER, current._d, None)
-            gone = current.copy()
-            plan.finish = lambda revs: _with_revision(gone, revs)
-            return plan
+        def make_body(cid: str) -> Callable[[Tx], Plan]:
+            key = keys.container(cid)
 
-        result: Container = self._engine.transact(
-            body, (*self._type_checks, *keys.index_keys(KIND_EXEC)))
+            def body(tx: Tx) -> Plan:
+                (raw,) = tx.read([key])
+                if raw is None:
+                    raise NotFoundError(self.kind, ref)
+                current = self._decode(key, raw)
+                nkey = keys.name(current.name)
+                exec_keys = [keys.exec(x) for x in current.exec_ids]
+                reads = tx.read([nkey, *exec_keys])
+                plan = Plan(key=key, expected=current.version)
+                if reads[0] is not None and _s(reads[0]) == cid:
+                    plan.add("DEL", nkey)
+                for xkey, xraw in zip(exec_keys, reads[1:], strict=True):
+                    if xraw is None:
+                        continue
+                    try:
+                        xdoc = _codec.decode_document(KIND_EXEC, xkey, xraw, self._max)
+                    except CorruptRecordError:
+                        # never leave a corrupt exec behind a deleted container
+                        plan.add("DEL", xkey)
+                        continue
+                    self._write(plan, KIND_EXEC, xdoc, None)
+                self._write(plan, KIND_CONTAINER, current._d, None)
+                plan.finish = lambda revs: _with_revision(current, revs)
+                return plan
+
+            return body
+
+        result: Container = self._on_record(
+            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_EXEC)))
         return result
 
     def list(
@@ -482,7 +507,7 @@ class Execs(_Repository[ExecConfig]):
                 raise InvalidStateError(cid, "exec in", status, "running", hint)
             new_c = container.to_dict()
             new_c["ExecIDs"] = [*container.exec_ids, xid]
-            _bump(new_c)
+            _next_version(new_c, container)
             xdoc = orjson.loads(orjson.dumps(xdoc_base))
             xdoc[META]["Version"] = 1
             plan = Plan(key=xkey, expected=0)
@@ -498,7 +523,7 @@ class Execs(_Repository[ExecConfig]):
     def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
         if new.id != current.id or new.container_id != current.container_id:
             raise InvalidArgumentError("an exec's ID and ContainerID cannot change")
-        new_doc = _bump(new.to_dict())
+        new_doc = _next_version(new._d, current)
         plan = Plan(key=self._keys.exec(current.id), expected=current.version)
         self._write(plan, KIND_EXEC, current._d, new_doc)
         plan.finish = lambda revs: _with_revision(ExecConfig(new_doc), revs)
@@ -506,31 +531,33 @@ class Execs(_Repository[ExecConfig]):
 
     def delete(self, ref: str) -> ExecConfig:
         """Remove the exec and drop it from its container's ExecIDs, in one commit."""
-        xid = self.resolve(ref)
         keys = self._keys
-        xkey = keys.exec(xid)
 
-        def body(tx: Tx) -> Plan:
-            (xraw,) = tx.read([xkey])
-            if xraw is None:
-                raise NotFoundError(self.kind, ref)
-            current = self._decode(xkey, xraw)
-            ckey = keys.container(current.container_id)
-            (craw,) = tx.read([ckey])
-            plan = Plan(key=xkey, expected=current.version)
-            self._write(plan, KIND_EXEC, current._d, None)
-            if craw is not None:
-                container = self._store.containers._decode(ckey, craw)
-                if xid in container.exec_ids:
-                    new_c = container.to_dict()
-                    new_c["ExecIDs"] = [x for x in container.exec_ids if x != xid] or None
-                    self._write(plan, KIND_CONTAINER, container._d, _bump(new_c))
-            gone = current.copy()
-            plan.finish = lambda revs: _with_revision(gone, revs[:1])
-            return plan
+        def make_body(xid: str) -> Callable[[Tx], Plan]:
+            xkey = keys.exec(xid)
 
-        result: ExecConfig = self._engine.transact(
-            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
+            def body(tx: Tx) -> Plan:
+                (xraw,) = tx.read([xkey])
+                if xraw is None:
+                    raise NotFoundError(self.kind, ref)
+                current = self._decode(xkey, xraw)
+                ckey = keys.container(current.container_id)
+                (craw,) = tx.read([ckey])
+                plan = Plan(key=xkey, expected=current.version)
+                self._write(plan, KIND_EXEC, current._d, None)
+                if craw is not None:
+                    container = self._store.containers._decode(ckey, craw)
+                    if xid in container.exec_ids:
+                        new_c = container.to_dict()
+                        new_c["ExecIDs"] = [x for x in container.exec_ids if x != xid] or None
+                        self._write(plan, KIND_CONTAINER, container._d, _next_version(new_c, container))
+                plan.finish = lambda revs: _with_revision(current, revs[:1])
+                return plan
+
+            return body
+
+        result: ExecConfig = self._on_record(
+            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
         return result
 
     def list(self, container: str | None = None) -> RecordList[ExecConfig]:
@@ -637,11 +664,10 @@ class Store:
         )
 
     # --- internals shared by the repositories -----------------------------------------
-    def _xadd(self, etype: str, kind: str, doc: dict[str, Any]) -> tuple[Any, ...]:
+    def _xadd(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None) -> tuple[Any, ...]:
+        """The change-log entry of one record change (``data``: its encoding, if known)."""
         if kind == KIND_CONTAINER:
             rid, name = doc["Id"], doc["Name"][1:]
-            from ._state import derive_status
-
             status = derive_status(doc["State"])
         else:
             rid, name = doc["ID"], ""
@@ -650,7 +676,7 @@ class Store:
             "XADD", self.keys.log, "MAXLEN", "~", self.changelog_maxlen, "*",
             "type", etype, "kind", kind, "id", rid, "name", name,
             "version", doc[META]["Version"], "status", status,
-            "record", orjson.dumps(doc),
+            "record", data if data is not None else orjson.dumps(doc),
         )
 
     def _fetch(
