@@ -30,6 +30,26 @@ from ._errors import CorruptRecordError, InvalidArgumentError, SchemaVersionErro
 from ._model import ID_RE, META, SCHEMA_VERSION, Container, ExecConfig, _Record
 
 DEFAULT_MAX_RECORD_BYTES: Final = 1 << 20  # 1 MiB; docker inspect output is rarely >20 KiB
+# orjson reads up to 1024 levels but writes at most 254, so a deeper record
+# could be read and then never written (or copied) again: refuse it on read.
+MAX_DEPTH: Final = 200
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a decoded JSON value, stopping once ``limit`` is exceeded."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    deepest = 0
+    while stack:
+        v, d = stack.pop()
+        if d > deepest:
+            deepest = d
+            if deepest > limit:
+                return deepest
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values() if isinstance(x, dict | list))
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v if isinstance(x, dict | list))
+    return deepest
 
 _CLASSES: Final[dict[str, type[_Record]]] = {"container": Container, "exec": ExecConfig}
 
@@ -46,7 +66,10 @@ UPGRADES: dict[int, Callable[[dict[str, Any], str], dict[str, Any]]] = {0: _upgr
 
 def encode(record: _Record, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
     """The stored form of ``record``.  InvalidArgumentError if it is over the cap."""
-    data = orjson.dumps(record._d)
+    try:
+        data = orjson.dumps(record._d)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidArgumentError(f"{record.KIND} cannot be stored as JSON: {exc}") from None
     if len(data) > max_bytes:
         raise InvalidArgumentError(
             f"{record.KIND} {record.id[:12]} encodes to {len(data)} bytes, over the "
@@ -87,6 +110,10 @@ def decode_document(
         raise CorruptRecordError(key, f"invalid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise CorruptRecordError(key, f"expected a JSON object, found {type(doc).__name__}")
+    # cheap pre-check: a document with fewer containers than the limit cannot be too deep
+    opened = raw.count(b"{") + raw.count(b"[") if isinstance(raw, bytes) else raw.count("{") + raw.count("[")
+    if opened > MAX_DEPTH and _depth(doc, MAX_DEPTH) > MAX_DEPTH:
+        raise CorruptRecordError(key, f"JSON nested deeper than {MAX_DEPTH} levels")
     meta = doc.get(META)
     if not (isinstance(meta, dict) and meta.get("Schema") == SCHEMA_VERSION):
         doc = upgrade(doc, kind, key)
@@ -95,7 +122,7 @@ def decode_document(
         raise CorruptRecordError(key, f"{META} block does not describe a {kind}")
     id_field = _CLASSES[kind].ID_FIELD
     rid = doc.get(id_field)
-    if not isinstance(rid, str) or not ID_RE.match(rid) or not key.endswith(rid):
+    if not isinstance(rid, str) or not ID_RE.fullmatch(rid) or not key.endswith(rid):
         raise CorruptRecordError(key, f"{id_field} {rid!r} does not match the key")
     result: dict[str, Any] = doc
     return result

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 import redis
 import redis.exceptions as rex
 from tenacity import (
@@ -104,6 +105,7 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
     raise exc
 
 
+_AUTH = (rex.AuthenticationError, rex.AuthorizationError)
 _TRANSIENT = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError,
               ConnectionResetError, BrokenPipeError)
 
@@ -148,12 +150,41 @@ class Plan:
         self.commands.append(command)
 
 
+@dataclass(frozen=True)
+class Fence:
+    """A lock a commit must still hold (see ``_lock``'s theory of operation).
+
+    The engine WATCHes ``fence_key`` (the owner's token, changed only by an
+    acquisition) with the transaction's first read, GETs it and ``lock_key``
+    in the same round trip, and calls :meth:`check`; ``lost(reason)`` builds
+    the error to raise.
+    """
+
+    fence_key: str
+    lock_key: str
+    token: int
+    lost: Callable[[str], StateStoreError]
+
+    def check(self, fence_raw: Any, lock_raw: Any) -> None:
+        if fence_raw is not None and _text(fence_raw) != str(self.token):
+            raise self.lost(f"the lock was taken over (token {_text(fence_raw)})")
+        if lock_raw is None:
+            raise self.lost("the lock expired")
+        try:
+            token = int(orjson.loads(lock_raw)["token"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise self.lost("the lock key holds an unreadable value") from None
+        if token != self.token or fence_raw is None:
+            raise self.lost(f"the lock is now held with token {token}")
+
+
 class Tx:
     """The read side of one transaction attempt, on a pinned connection."""
 
-    def __init__(self, conn: Any, type_checks: Sequence[str]) -> None:
+    def __init__(self, conn: Any, type_checks: Sequence[str], fence: Fence | None = None) -> None:
         self._conn = conn
         self._type_checks: Sequence[str] = type_checks
+        self._fence = fence
         self.watched = False
 
     def read(self, keys: Sequence[str]) -> list[Any]:
@@ -162,8 +193,11 @@ class Tx:
             return []
         conn = self._conn
         checks, self._type_checks = self._type_checks, ()
-        cmds: list[tuple[Any, ...]] = [("WATCH", *keys)]
-        cmds.extend(("GET", k) for k in keys)
+        fence, self._fence = self._fence, None
+        watch = keys if fence is None else [fence.fence_key, *keys]
+        gets = keys if fence is None else [fence.fence_key, fence.lock_key, *keys]
+        cmds: list[tuple[Any, ...]] = [("WATCH", *watch)]
+        cmds.extend(("GET", k) for k in gets)
         cmds.extend(("TYPE", k) for k in checks)
         try:
             conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
@@ -178,15 +212,18 @@ class Tx:
             raise _Unsent(exc) from exc
         if isinstance(replies[0], Exception):
             raise translate(replies[0])
-        values = replies[1 : 1 + len(keys)]
-        for k, v in zip(keys, values, strict=True):
+        values = replies[1 : 1 + len(gets)]
+        for k, v in zip(gets, values, strict=True):
             if isinstance(v, Exception):
                 raise translate(v, k)
-        for k, t in zip(checks, replies[1 + len(keys) :], strict=True):
+        for k, t in zip(checks, replies[1 + len(gets) :], strict=True):
             if isinstance(t, Exception):
                 raise translate(t, k)
             if _text(t) not in _EXPECTED_TYPES:
                 raise CorruptRecordError(k, f"holds a {_text(t)}, expected a sorted set or stream")
+        if fence is not None:
+            fence.check(values[0], values[1])
+            return values[2:]
         return values
 
 
@@ -214,6 +251,8 @@ class Engine:
     def _connection(self) -> Iterator[Any]:
         try:
             conn = self.pool.get_connection()
+        except _AUTH as exc:  # a ConnectionError subclass, but retrying cannot help
+            raise translate(exc) from None
         except _TRANSIENT as exc:
             raise _Unsent(exc) from exc
         except rex.RedisError as exc:
@@ -229,10 +268,15 @@ class Engine:
             self.pool.release(conn)
 
     # --- transactions --------------------------------------------------------------
-    def transact(self, body: Callable[[Tx], Plan], type_checks: Sequence[str] = ()) -> Any:
-        """Run ``body`` under WATCH and apply its plan atomically; see the module doc."""
+    def transact(self, body: Callable[[Tx], Plan], type_checks: Sequence[str] = (),
+                 fence: Fence | None = None) -> Any:
+        """Run ``body`` under WATCH and apply its plan atomically; see the module doc.
+
+        With a ``fence``, the lock key is watched and its token checked in the
+        first read: a commit by a holder that lost its lock raises and writes nothing.
+        """
         try:
-            return self._attempt(body, type_checks)  # the common case pays no retry set-up
+            return self._attempt(body, type_checks, fence)  # the common case pays no retry set-up
         except (_Aborted, _Unsent) as exc:
             first: BaseException = exc
         conflicts = [1 if isinstance(first, _Aborted) else 0]
@@ -260,7 +304,7 @@ class Engine:
                                 "the record kept changing")
         time.sleep(0.0005 if isinstance(first, _Aborted) else 0.01)
         try:
-            return retrying(self._attempt, body, type_checks)
+            return retrying(self._attempt, body, type_checks, fence)
         except _Aborted as exc:
             raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0],
                                 "the record kept changing") from None
@@ -269,9 +313,10 @@ class Engine:
                 f"Redis is unavailable: {exc.cause} (retried for {self.unavailable_timeout:g}s)"
             ) from None
 
-    def _attempt(self, body: Callable[[Tx], Plan], type_checks: Sequence[str]) -> Any:
+    def _attempt(self, body: Callable[[Tx], Plan], type_checks: Sequence[str],
+                 fence: Fence | None = None) -> Any:
         with self._connection() as conn:
-            tx = Tx(conn, type_checks)
+            tx = Tx(conn, type_checks, fence)
             try:
                 plan = body(tx)
             except BaseException:
@@ -313,14 +358,19 @@ class Engine:
         return plan.finish(revisions)
 
     # --- reads -------------------------------------------------------------------
-    def read(self, fn: Callable[[], T]) -> T:
-        """Run a read with bounded retries on transient errors, translating failures."""
+    def read(self, fn: Callable[[], T], key: str | None = None) -> T:
+        """Run a read with bounded retries on transient errors, translating failures.
+
+        ``key`` names the key read, for the error when it holds the wrong type.
+        """
         try:
             return fn()
+        except _AUTH as exc:
+            raise translate(exc) from None
         except _TRANSIENT:
             pass
         except rex.RedisError as exc:
-            raise translate(exc) from None
+            raise translate(exc, key) from None
         try:
             for attempt in Retrying(
                 stop=stop_after_delay(self.unavailable_timeout),
@@ -332,9 +382,9 @@ class Engine:
                     try:
                         return fn()
                     except rex.RedisError as exc:
-                        if isinstance(exc, _TRANSIENT):
+                        if isinstance(exc, _TRANSIENT) and not isinstance(exc, _AUTH):
                             raise
-                        raise translate(exc) from None
+                        raise translate(exc, key) from None
         except _TRANSIENT as exc:
             raise StoreUnavailableError(
                 f"Redis is unavailable: {exc} (retried for {self.unavailable_timeout:g}s)"
@@ -342,4 +392,4 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Engine", "Plan", "Tx", "translate"]
+__all__ = ["Engine", "Fence", "Plan", "Tx", "translate"]

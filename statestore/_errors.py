@@ -88,7 +88,10 @@ class ConflictError(StateStoreError):
         attempts: int = 1,
         detail: str = "",
     ) -> None:
-        msg = f"conflict on {key}: expected version {expected}, found {actual}"
+        if actual is None and attempts > 1:
+            msg = f"conflict on {key}: the record kept changing (last read at version {expected})"
+        else:
+            msg = f"conflict on {key}: expected version {expected}, found {actual}"
         if attempts > 1:
             msg += f" after {attempts} attempts"
         if detail:
@@ -103,12 +106,14 @@ class ConflictError(StateStoreError):
 class InvalidStateError(StateStoreError):
     """An illegal container (or exec) state transition."""
 
-    def __init__(self, record_id: str, action: str, current: str, target: str, hint: str = "") -> None:
-        msg = f"cannot {action} container {record_id[:12]}: invalid transition {current} -> {target}"
+    def __init__(self, record_id: str, action: str, current: str, target: str, hint: str = "",
+                 kind: str = "container") -> None:
+        msg = f"cannot {action} {kind} {record_id[:12]}: invalid transition {current} -> {target}"
         if hint:
             msg += f": {hint}"
         super().__init__(msg)
         self.id = record_id
+        self.kind = kind
         self.action = action
         self.current = current
         self.target = target
@@ -160,3 +165,33 @@ class StorePermissionError(StateStoreError, PermissionError):
 
 class InconsistentStoreError(StateStoreError):
     """Redis holds state that violates statestore's invariants (run ``statestore fsck``)."""
+
+
+class LockTimeoutError(StateStoreError, TimeoutError):
+    """The container's action lock could not be taken within the timeout."""
+
+    def __init__(self, container_id: str, timeout: float, holder: dict[str, object] | None) -> None:
+        who = ""
+        if holder:
+            who = (f" (held by replica {holder.get('replica')!s} pid {holder.get('pid')!s} "
+                   f"on {holder.get('host')!s}, token {holder.get('token')!s})")
+        super().__init__(f"timed out after {timeout:g}s waiting for the lock of container "
+                         f"{container_id[:12]}{who}")
+        self.container_id = container_id
+        self.timeout = timeout
+        self.holder = holder
+
+
+class LockLostError(StateStoreError):
+    """The lease no longer holds its container's lock (expired, taken over, or released).
+
+    A commit made with such a lease raises this and writes nothing: this is
+    the fencing check that keeps a stale holder from overwriting the work of
+    the next one.
+    """
+
+    def __init__(self, container_id: str, token: int, reason: str) -> None:
+        super().__init__(f"lock of container {container_id[:12]} with token {token} is lost: {reason}")
+        self.container_id = container_id
+        self.token = token
+        self.reason = reason

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 from . import _indexes as ix
 from ._errors import InvalidArgumentError
-from ._state import HEALTH_STATUSES, STATUSES, derive_status
+from ._state import HEALTH_STATUSES, STATUSES, ZERO_TIME, derive_status
 
 ACCEPTED: Final = (
     "ancestor", "before", "exited", "expose", "health", "id", "is-task", "label",
@@ -77,7 +77,7 @@ class Query:
 def _ports(key: str, values: Iterable[str]) -> frozenset[str]:
     out: set[str] = set()
     for v in values:
-        m = _PORT_RE.match(v)
+        m = _PORT_RE.fullmatch(v)
         if ":" in v or not m:
             raise InvalidArgumentError(f"invalid filter '{key}={v}': expected port[-port][/proto]")
         lo = int(m.group(1))
@@ -168,8 +168,9 @@ def plan(query: Query) -> list[Clause]:
             rngs.append(ix.exact("image", a))
             if not _has_tag(a):
                 rngs.append(ix.exact("image", a + ":latest"))
-            if _HEX_RE.match(a):
+            if _HEX_RE.fullmatch(a):
                 rngs.append(ix.prefix("image", "sha256:" + a))
+                rngs.append(ix.prefix("image", a))  # an Image ID stored without "sha256:"
             elif a.startswith("sha256:"):
                 rngs.append(ix.prefix("image", a))
         clauses.append(tuple(rngs))
@@ -177,7 +178,8 @@ def plan(query: Query) -> list[Clause]:
         # a prefix range covers the exact name and NetworkID prefixes at once
         clauses.append(tuple(ix.prefix("network", n) for n in f["network"]))
     if "exited" in f and "status" not in f:
-        clauses.append((ix.exact("status", "exited"),))
+        # moby accepts any started, non-running container: exited, dead or being removed
+        clauses.append(tuple(ix.exact("status", s) for s in ("dead", "exited", "removing")))
     return clauses
 
 
@@ -286,7 +288,8 @@ def matches(
             if k not in labels or (sep and labels[k] != v):
                 return False
     if query.exited:
-        if state.get("Running") or status == "created" or state.get("ExitCode") not in query.exited:
+        started = state.get("StartedAt") or ZERO_TIME
+        if state.get("Running") or started == ZERO_TIME or state.get("ExitCode") not in query.exited:
             return False
     if "ancestor" in f:
         image = (doc.get("Config") or {}).get("Image") or ""
@@ -337,7 +340,7 @@ def _ancestor_match(a: str, image: str, image_id: str) -> bool:
     if image_id:
         if a.startswith("sha256:"):
             return image_id.startswith(a)
-        if _HEX_RE.match(a):
+        if _HEX_RE.fullmatch(a):
             return image_id.startswith("sha256:" + a) or image_id.startswith(a)
     return False
 

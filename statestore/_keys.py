@@ -18,6 +18,10 @@ Layout (documented for operators in docs/schema.md)::
     ss:{ns}:idx:c:<field> zset     container indexes (all scores 0, lex order)
     ss:{ns}:idx:x:<field> zset     exec indexes
     ss:{ns}:log           stream   change log (one entry per changed record)
+    ss:{ns}:lock:<id>     string   a container's action lock (JSON holder, with TTL)
+    ss:{ns}:lockwake:<id> list     wake-up signal pushed on release (short TTL)
+    ss:{ns}:lockseq       string   fencing-token counter (INCR; never reset)
+    ss:{ns}:lockfence:<id> string  token of the lock's current owner (changes only on acquire)
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ _KIND_TAG: Final = {KIND_CONTAINER: "c", KIND_EXEC: "x"}
 
 
 def validate_namespace(namespace: str) -> str:
-    if not isinstance(namespace, str) or not NAMESPACE_RE.match(namespace):
+    if not isinstance(namespace, str) or not NAMESPACE_RE.fullmatch(namespace):
         raise InvalidArgumentError(
             f"invalid namespace {namespace!r}: must match {NAMESPACE_RE.pattern}"
         )
@@ -105,6 +109,24 @@ class KeySchema:
     @property
     def log(self) -> str:
         return f"{self.base}log"
+
+    # locks ---------------------------------------------------------------------
+    @property
+    def lock_prefix(self) -> str:
+        return f"{self.base}lock:"
+
+    def lock(self, container_id: str) -> str:
+        return self.lock_prefix + _safe(container_id)
+
+    def lock_fence(self, container_id: str) -> str:
+        return f"{self.base}lockfence:" + _safe(container_id)
+
+    def lock_wake(self, container_id: str) -> str:
+        return f"{self.base}lockwake:" + _safe(container_id)
+
+    @property
+    def lock_seq(self) -> str:
+        return f"{self.base}lockseq"
 
     # scanning --------------------------------------------------------------------
     @property

@@ -74,14 +74,14 @@ def generate_id(rand: Callable[[int], bytes] = os.urandom) -> str:
 
 
 def validate_id(record_id: object, what: str = "ID") -> str:
-    if not isinstance(record_id, str) or not ID_RE.match(record_id):
+    if not isinstance(record_id, str) or not ID_RE.fullmatch(record_id):
         raise InvalidArgumentError(f"invalid {what} {record_id!r}: must be 64 lowercase hex digits")
     return record_id
 
 
 def normalize_name(name: object) -> str:
     """Validate a container name and return it without the leading slash."""
-    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > MAX_NAME_LEN:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or len(name.lstrip("/")) > MAX_NAME_LEN:
         raise InvalidArgumentError(
             f"Invalid container name ({name!r}), only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed"
             f" (at most {MAX_NAME_LEN} characters)"
@@ -117,6 +117,31 @@ def _str_list(value: object, what: str) -> list[str]:
     if not all(isinstance(x, str) for x in items):
         raise InvalidArgumentError(f"{what} must be a list of strings")
     return items
+
+
+def _expect(doc: dict[str, Any], key: str, typ: type, *, optional: bool = False,
+            where: str = "") -> Any:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        path = f"{where}.{key}" if where else key
+        raise InvalidArgumentError(f"{path} must be {'null or ' if optional else ''}a JSON {_JSON_NAMES[typ]}")
+    return value
+
+
+_JSON_NAMES: Final[dict[type, str]] = {str: "string", int: "integer", bool: "boolean", dict: "object",
+                                       list: "array"}
+
+
+def _port_map(doc: dict[str, Any], key: str, where: str) -> None:
+    ports = _expect(doc, key, dict, optional=True, where=where)
+    for port, bindings in (ports or {}).items():
+        if bindings is None:
+            continue
+        if not isinstance(bindings, list) or not all(
+                isinstance(b, dict) and isinstance(b.get("HostPort", ""), str) for b in bindings):
+            raise InvalidArgumentError(f"{where}.{key}[{port!r}] must be a list of port bindings")
 
 
 # --- views ---------------------------------------------------------------------
@@ -462,27 +487,46 @@ class Container(_Record):
         return rec
 
     def validate(self) -> None:
-        """Check the invariants the store relies on; InvalidArgumentError if broken."""
+        """Check the shapes the store, its indexes and its filters rely on.
+
+        Raises InvalidArgumentError; the codec turns that into CorruptRecordError
+        for data read from Redis, so one malformed record can never break ``ps``.
+        """
         super().validate()
         d = self._d
-        name = d.get("Name")
-        normalize_name(name)
-        if not isinstance(d.get("State"), dict):
-            raise InvalidArgumentError("State must be an object")
-        if not isinstance(d.get("Config"), dict):
-            raise InvalidArgumentError("Config must be an object")
-        validate_labels(d["Config"].get("Labels"))
-        img = d["Config"].get("Image")
-        if not isinstance(img, str):
-            raise InvalidArgumentError("Config.Image must be a string")
-        if not isinstance(d.get("Created"), str):
-            raise InvalidArgumentError("Created must be an RFC 3339 string")
-        ns = d.get("NetworkSettings") or {}
-        if not isinstance(ns, dict) or not isinstance(ns.get("Networks") or {}, dict):
-            raise InvalidArgumentError("NetworkSettings.Networks must be an object")
+        normalize_name(d.get("Name"))
+        _expect(d, "Created", str)
+        _expect(d, "Image", str, optional=True)
+        state = _expect(d, "State", dict)
+        for flag in ("Running", "Paused", "Restarting", "OOMKilled", "Dead", "RemovalInProgress"):
+            _expect(state, flag, bool, optional=True, where="State")
+        for num in ("Pid", "ExitCode"):
+            _expect(state, num, int, optional=True, where="State")
+        for ts in ("StartedAt", "FinishedAt", "Error", "Status"):
+            _expect(state, ts, str, optional=True, where="State")
+        health = _expect(state, "Health", dict, optional=True, where="State")
+        if health is not None:
+            _expect(health, "Status", str, where="State.Health")
+        cfg = _expect(d, "Config", dict)
+        validate_labels(cfg.get("Labels"))
+        _expect(cfg, "Image", str, where="Config")
+        _expect(cfg, "ExposedPorts", dict, optional=True, where="Config")
+        hc = _expect(d, "HostConfig", dict, optional=True)
+        if hc is not None:
+            _port_map(hc, "PortBindings", "HostConfig")
+        ns = _expect(d, "NetworkSettings", dict, optional=True)
+        if ns is not None:
+            nets = _expect(ns, "Networks", dict, optional=True, where="NetworkSettings")
+            for net, settings in (nets or {}).items():
+                if not isinstance(settings, dict) or not isinstance(settings.get("NetworkID", ""), str):
+                    raise InvalidArgumentError(f"NetworkSettings.Networks[{net!r}] must be an endpoint object")
+            _port_map(ns, "Ports", "NetworkSettings")
+        mounts = _expect(d, "Mounts", list, optional=True)
+        if mounts is not None and not all(isinstance(m, dict) for m in mounts):
+            raise InvalidArgumentError("Mounts must be a list of objects")
         ids = d.get("ExecIDs")
         if ids is not None and (not isinstance(ids, list) or not all(
-                isinstance(x, str) and ID_RE.match(x) for x in ids)):
+                isinstance(x, str) and ID_RE.fullmatch(x) for x in ids)):
             raise InvalidArgumentError("ExecIDs must be null or a list of exec IDs")
 
     # identity ---------------------------------------------------------------------
@@ -672,15 +716,15 @@ class ExecConfig(_Record):
         """The exec's process started.  An exec runs once (moby: "has already run")."""
         if self.status != "created":
             hint = "exec is already running" if self.running else "exec has already run"
-            raise InvalidStateError(self.id, "start exec", self.status, "running", hint)
+            raise InvalidStateError(self.id, "start", self.status, "running", hint, kind="exec")
         if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
             raise InvalidArgumentError(f"pid must be a positive integer, not {pid!r}")
         self._d.update(Running=True, Pid=pid)
 
     def set_exited(self, exit_code: int) -> None:
         if not self.running:
-            raise InvalidStateError(self.id, "finish exec", self.status, "exited",
-                                    "exec is not running")
+            raise InvalidStateError(self.id, "finish", self.status, "exited",
+                                    "exec is not running", kind="exec")
         if not isinstance(exit_code, int) or isinstance(exit_code, bool):
             raise InvalidArgumentError(f"exit_code must be an integer, not {exit_code!r}")
         self._d.update(Running=False, Pid=0, ExitCode=exit_code)

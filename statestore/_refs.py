@@ -42,10 +42,10 @@ def parse_reference(ref: object, kind: str = "container") -> Reference:
         raise InvalidArgumentError(f"reference must be a string, not {type(ref).__name__}")
     if ref in ("", "/"):
         raise InvalidArgumentError("prefix can't be empty")
-    if len(ref) > MAX_REF_LEN or not _REF_RE.match(ref):
+    if len(ref) > MAX_REF_LEN or not _REF_RE.fullmatch(ref):
         raise InvalidArgumentError(f"invalid {kind} reference {ref!r}")
     bare = ref[1:] if ref.startswith("/") else ref
-    is_hex = bool(_HEX_RE.match(bare)) and not ref.startswith("/")
+    is_hex = bool(_HEX_RE.fullmatch(bare)) and not ref.startswith("/")
     return Reference(
         raw=ref,
         bare=bare,

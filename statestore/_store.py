@@ -20,7 +20,7 @@ import redis
 import redis.exceptions as rex
 
 from . import _codec, _filters, _indexes
-from ._engine import Engine, Plan, Tx, translate
+from ._engine import Engine, Fence, Plan, Tx, translate
 from ._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
@@ -33,6 +33,7 @@ from ._errors import (
     StateStoreError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockInfo, LockManager
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
@@ -133,7 +134,7 @@ class _Repository(Generic[R]):
         r = parse_reference(ref, self.kind)
         if r.full_id:
             key = self._keys.record(self.kind, r.bare)
-            raw = self._engine.read(lambda: self._store.client.get(key))
+            raw = self._engine.read(lambda: self._store.client.get(key), key)
             if raw is not None:
                 return self._decode(key, raw)
         rid, raw = self._resolve(ref)
@@ -169,7 +170,7 @@ class _Repository(Generic[R]):
         return self._resolve(ref)[0]
 
     def _on_record(self, ref: str, make_body: Callable[[str], Callable[[Tx], Plan]],
-                   type_checks: tuple[str, ...] | None = None) -> Any:
+                   type_checks: tuple[str, ...] | None = None, lease: Lease | None = None) -> Any:
         """Run a transaction on the record ``ref`` names.
 
         A full ID goes straight to the transaction (no resolving round trip);
@@ -179,13 +180,15 @@ class _Repository(Generic[R]):
         """
         checks = self._type_checks if type_checks is None else type_checks
         r = parse_reference(ref, self.kind)
-        if r.full_id:
+        if r.full_id and (lease is None or self.kind != KIND_CONTAINER or lease.container_id == r.bare):
             try:
-                return self._engine.transact(make_body(r.bare), checks)
+                return self._engine.transact(make_body(r.bare), checks, _fence(lease))
             except NotFoundError:
                 pass
         rid = self._resolve(ref)[0]
-        return self._engine.transact(make_body(rid), checks)
+        if lease is not None and self.kind == KIND_CONTAINER:
+            _check_lease(lease, rid)
+        return self._engine.transact(make_body(rid), checks, _fence(lease))
 
     def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
         rev, groups = self._store._fetch([(self.kind, "ids", ids)])
@@ -193,12 +196,13 @@ class _Repository(Generic[R]):
         return rev, recs, corrupt
 
     # --- writes ----------------------------------------------------------------------
-    def commit(self, record: R) -> R:
+    def commit(self, record: R, *, lease: Lease | None = None) -> R:
         """Compare-and-set: write ``record`` if the stored version is still ``record.version``.
 
         Returns the committed copy (version + 1).  Raises ConflictError when
         someone committed since ``record`` was read (never retried blindly),
-        NotFoundError when the record is gone.
+        NotFoundError when the record is gone, LockLostError when ``lease``
+        no longer holds the container's lock (nothing is written then).
         """
         if not isinstance(record, _Record) or record.KIND != self.kind:
             raise InvalidArgumentError(f"commit() takes a {self.kind} record")
@@ -212,14 +216,15 @@ class _Repository(Generic[R]):
             if raw is None:
                 raise NotFoundError(self.kind, record.id)
             current: R = self._decode(key, raw)
+            self._check_lease_target(lease, current)
             if current.version != expected:
                 raise ConflictError(key, expected, current.version)
             return self._plan_update(tx, current, snapshot_of_caller)
 
-        result: R = self._engine.transact(body, self._type_checks)
+        result: R = self._engine.transact(body, self._type_checks, _fence(lease))
         return result
 
-    def update(self, ref: str, fn: Callable[[R], R | None]) -> R:
+    def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None) -> R:
         """Read the record, apply ``fn`` to a fresh copy, commit it atomically.
 
         ``fn`` mutates its argument (or returns a replacement).  On a commit
@@ -236,11 +241,13 @@ class _Repository(Generic[R]):
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current: R = self._decode(key, raw)
+                self._check_lease_target(lease, current)
                 working = self._decode(key, raw)  # the caller's private copy
                 out = fn(working)
-                new = working if out is None else out
-                if not isinstance(new, type(current)):
+                if out is not None and not isinstance(out, type(current)):
                     raise InvalidArgumentError(f"update function must return a {self.kind} or None")
+                # a returned object may be shared by the caller: commit a copy of it
+                new = working if out is None or out is working else out.copy()
                 _validate(new)
                 if new.version != current.version:
                     raise InvalidArgumentError("the update function must not change the version")
@@ -248,8 +255,13 @@ class _Repository(Generic[R]):
 
             return body
 
-        result: R = self._on_record(ref, make_body)
+        result: R = self._on_record(ref, make_body, lease=lease)
         return result
+
+    def _check_lease_target(self, lease: Lease | None, current: R) -> None:
+        if lease is not None:
+            cid = current.id if isinstance(current, Container) else getattr(current, "container_id", "")
+            _check_lease(lease, cid)
 
     def _plan_update(self, tx: Tx, current: R, new: R) -> Plan:
         raise NotImplementedError  # pragma: no cover - subclasses plan their own writes
@@ -279,6 +291,20 @@ class _Repository(Generic[R]):
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
         plan.log(*self._store._xadd(etype, kind, doc, data))
+
+
+def _fence(lease: Lease | None) -> Fence | None:
+    if lease is None:
+        return None
+    if not isinstance(lease, Lease):
+        raise InvalidArgumentError(f"lease must be a Lease from store.lock(), not {type(lease).__name__}")
+    return lease.fence
+
+
+def _check_lease(lease: Lease, container_id: str) -> None:
+    if lease.container_id != container_id:
+        raise InvalidArgumentError(
+            f"the lease is for container {lease.container_id[:12]}, not {container_id[:12]}")
 
 
 def _record_of(kind: str, doc: dict[str, Any]) -> _Record:
@@ -316,15 +342,16 @@ class Containers(_Repository[Container]):
         _validate(container)
         auto = getattr(container, "_auto_name", False)
         doc = container.to_dict()
-        for attempt in range(_AUTO_NAME_TRIES + 1):
+        attempt = 0
+        while True:
             try:
                 return self._create(doc)
             except NameInUseError:
-                if not auto:
+                attempt += 1
+                if not auto or attempt > _AUTO_NAME_TRIES:
                     raise
-                doc["Name"] = "/" + (generate_name(retry=attempt + 1)
-                                     if attempt + 1 < _AUTO_NAME_TRIES else doc["Id"][:12])
-        raise AssertionError("unreachable")  # pragma: no cover
+                doc["Name"] = "/" + (generate_name(retry=attempt)
+                                     if attempt < _AUTO_NAME_TRIES else doc["Id"][:12])
 
     def _create(self, doc: dict[str, Any]) -> Container:
         keys = self._keys
@@ -367,6 +394,8 @@ class Containers(_Repository[Container]):
         key = keys.container(current.id)
         if new.id != current.id:
             raise InvalidArgumentError("a container's Id cannot change")
+        if new.exec_ids != current.exec_ids:
+            raise InvalidArgumentError("ExecIDs are kept in step by store.execs; they cannot be set directly")
         old_doc, new_doc = current._d, _next_version(new._d, current)
         plan = Plan(key=key, expected=current.version)
         if new.name != current.name:
@@ -380,7 +409,7 @@ class Containers(_Repository[Container]):
         plan.finish = lambda revs: _with_revision(Container(new_doc), revs)
         return plan
 
-    def rename(self, ref: str, new_name: str) -> Container:
+    def rename(self, ref: str, new_name: str, *, lease: Lease | None = None) -> Container:
         """Give the container a new name; the old name is freed in the same commit.
 
         Raises NameInUseError, InvalidArgumentError (invalid name, or the same name).
@@ -393,9 +422,9 @@ class Containers(_Repository[Container]):
                     "Renaming a container with the same name as its current name")
             c.name = bare
 
-        return self.update(ref, change)
+        return self.update(ref, change, lease=lease)
 
-    def delete(self, ref: str) -> Container:
+    def delete(self, ref: str, *, lease: Lease | None = None) -> Container:
         """Remove the container, its name, its index entries and its execs in one commit.
 
         Returns the last state of the deleted record.
@@ -422,18 +451,23 @@ class Containers(_Repository[Container]):
                     try:
                         xdoc = _codec.decode_document(KIND_EXEC, xkey, xraw, self._max)
                     except CorruptRecordError:
-                        # never leave a corrupt exec behind a deleted container
+                        # never leave a corrupt exec (or its index members) behind a
+                        # deleted container; its last good state is unknown
+                        xid = xkey[len(keys.record_prefix(KIND_EXEC)):]
                         plan.add("DEL", xkey)
+                        plan.add("ZREM", keys.index(KIND_EXEC, "id"), xid)
+                        plan.add("ZREM", keys.index(KIND_EXEC, "container"), f"{cid}{_indexes.SEP}{xid}")
                         continue
                     self._write(plan, KIND_EXEC, xdoc, None)
                 self._write(plan, KIND_CONTAINER, current._d, None)
+                plan.add("DEL", keys.lock_fence(cid))
                 plan.finish = lambda revs: _with_revision(current, revs)
                 return plan
 
             return body
 
         result: Container = self._on_record(
-            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_EXEC)))
+            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_EXEC)), lease)
         return result
 
     def list(
@@ -473,7 +507,7 @@ class Execs(_Repository[ExecConfig]):
 
     kind = KIND_EXEC
 
-    def create(self, exec_config: ExecConfig) -> ExecConfig:
+    def create(self, exec_config: ExecConfig, *, lease: Lease | None = None) -> ExecConfig:
         """Store a new exec for a running container and add it to the container's ExecIDs.
 
         Raises NotFoundError (container), InvalidStateError (container not
@@ -484,6 +518,8 @@ class Execs(_Repository[ExecConfig]):
         if exec_config.version != 0:
             raise InvalidArgumentError("exec is already committed; use commit()")
         cid = self._store.containers.resolve(exec_config.container_id)
+        if lease is not None:
+            _check_lease(lease, cid)
         keys = self._keys
         xid = exec_config.id
         xkey, ckey = keys.exec(xid), keys.container(cid)
@@ -517,7 +553,7 @@ class Execs(_Repository[ExecConfig]):
             return plan
 
         result: ExecConfig = self._engine.transact(
-            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
+            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)), _fence(lease))
         return result
 
     def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
@@ -529,7 +565,7 @@ class Execs(_Repository[ExecConfig]):
         plan.finish = lambda revs: _with_revision(ExecConfig(new_doc), revs)
         return plan
 
-    def delete(self, ref: str) -> ExecConfig:
+    def delete(self, ref: str, *, lease: Lease | None = None) -> ExecConfig:
         """Remove the exec and drop it from its container's ExecIDs, in one commit."""
         keys = self._keys
 
@@ -541,6 +577,7 @@ class Execs(_Repository[ExecConfig]):
                 if xraw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(xkey, xraw)
+                self._check_lease_target(lease, current)
                 ckey = keys.container(current.container_id)
                 (craw,) = tx.read([ckey])
                 plan = Plan(key=xkey, expected=current.version)
@@ -557,7 +594,7 @@ class Execs(_Repository[ExecConfig]):
             return body
 
         result: ExecConfig = self._on_record(
-            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)))
+            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)), lease)
         return result
 
     def list(self, container: str | None = None) -> RecordList[ExecConfig]:
@@ -594,6 +631,8 @@ class Store:
         max_record_bytes: int = _codec.DEFAULT_MAX_RECORD_BYTES,
         conflict_attempts: int = 32,
         unavailable_timeout: float = 5.0,
+        replica_id: str | None = None,
+        wedged_after: float = DEFAULT_WEDGED_AFTER,
     ) -> None:
         if isinstance(client, redis.RedisCluster):
             raise InvalidArgumentError(
@@ -618,6 +657,7 @@ class Store:
         self._fetch_script = client.register_script(_load_script("fetch.lua"))
         self.containers = Containers(self)
         self.execs = Execs(self)
+        self._locks = LockManager(self, replica_id, wedged_after)
 
     @classmethod
     def from_url(cls, url: str, namespace: str = "default", **kwargs: Any) -> Store:
@@ -631,8 +671,27 @@ class Store:
         return store
 
     def close(self) -> None:
+        """Stop the lock renewer and close the client if the store created it."""
+        self._locks.close()
         if self._owns_client:
             self.client.close()
+
+    # --- locks -----------------------------------------------------------------------
+    def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
+             on_lost: Callable[[Lease], None] | None = None) -> Lease:
+        """Take the action lock of the container ``ref`` names; a Lease (a context manager).
+
+        Blocks up to ``timeout`` seconds (None: forever), then raises
+        LockTimeoutError naming the holder.  The lease is renewed in the
+        background until released; ``on_lost(lease)`` is called if it is lost.
+        Raises InvalidArgumentError for a non-positive ``ttl``/``timeout``,
+        NotFoundError when no such container exists.
+        """
+        return self._locks.acquire(ref, ttl, timeout, on_lost)
+
+    def locks(self) -> list[LockInfo]:
+        """Every held action lock of the namespace, oldest first (for operators)."""
+        return self._locks.locks()
 
     def __enter__(self) -> Store:
         return self

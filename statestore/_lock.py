@@ -1,0 +1,381 @@
+"""Per-container action locks with TTL, renewal and fencing tokens.
+
+Theory of operation
+-------------------
+Stateful actions on one container (start, stop, pause, rename, remove,
+exec...) are serialized across every replica by a lock on that container:
+the key ``ss:{ns}:lock:<id>`` holds a small JSON holder record (fencing token,
+replica id, host, pid, acquisition time, TTL) and expires after the TTL.
+Reads never look at it: ``get``, ``list`` and ``snapshot`` cannot wait on a
+lock, whatever its holder is doing.
+
+* **Acquire** is one script: if the key is free and the container exists, it
+  takes the next value of the namespace's token counter (``INCR``, so tokens
+  strictly increase per container, across replicas and client restarts) and
+  sets the key with ``PX ttl``.  A waiter that finds the lock taken blocks on
+  ``BLPOP`` of the container's wake-up list for at most the lock's remaining
+  TTL (or its own timeout), so it wakes within a round trip of a release and
+  at the latest when a crashed holder's TTL runs out.
+* **Release** is compare-and-delete by token, and pushes one wake-up for the
+  next waiter.  Releasing a lock that already expired changes nothing in
+  Redis, returns ``False`` and marks the lease lost (and logs it).
+* **Renewal**: one background thread per store keeps every live lease alive,
+  renewing at a third of its TTL with compare-and-extend.  A lease knows it is
+  lost when a renewal finds another token (or none), or when its own deadline
+  (last successful renewal + TTL, on the monotonic clock) passes without a
+  renewal -- which is what a holder that was paused (GC, SIGSTOP) or cut off
+  sees when it resumes.  ``lease.lost`` turns true and ``on_lost`` fires.
+* **Fencing**: acquisition also writes the new token to the container's
+  fence key (``ss:{ns}:lockfence:<id>``), which nothing else changes.  A
+  commit made with a lease WATCHes the fence key and, in the same round trip
+  as its reads, checks that the fence key and the lock key both still hold
+  the lease's token (see ``_engine.Fence``).  A stale holder therefore gets
+  LockLostError and writes nothing, even if its own renewer has not noticed
+  yet: if the next holder acquired after the check, the WATCH on the fence
+  key aborts the EXEC and the retry sees the new token.  The lock is only an
+  efficiency measure; the fenced commit is what makes it safe.
+
+Why a separate fence key: a renewal (``PEXPIRE``) counts as a modification
+for WATCH, so watching the lock key itself would abort every commit whose
+work outlasts a third of the TTL, forever.  The fence key changes only when
+ownership changes.  A lock that merely expires between the check and EXEC
+(nobody took over) lets that commit through: no other holder exists whose
+work it could overwrite.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._engine import Fence
+from ._errors import InvalidArgumentError, LockLostError, LockTimeoutError, NotFoundError
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+log = logging.getLogger("statestore.lock")
+
+DEFAULT_WEDGED_AFTER = 30.0  # swarmkit reports its store lock as wedged after 30 s
+_WAKE_TTL_MS = 2000
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, not {value!r}")
+    if value != value or value == float("inf"):
+        raise InvalidArgumentError(f"{name} must be finite, not {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    """A held lock, as operators see it (``store.locks()``, ``statestore locks``)."""
+
+    container_id: str
+    token: int
+    replica: str
+    host: str
+    pid: int
+    acquired_ms: int
+    age: float        # seconds since acquisition (server clock)
+    ttl_left: float   # seconds until it expires unless renewed
+    wedged: bool      # held longer than the store's ``wedged_after``
+
+
+class Lease:
+    """Proof of holding one container's action lock.
+
+    Use it as a context manager (released on exit) and pass it to commits
+    (``update(..., lease=lease)``) so they are fenced.
+    """
+
+    def __init__(self, manager: LockManager, container_id: str, token: int, ttl: float,
+                 started: float, on_lost: Callable[[Lease], None] | None) -> None:
+        self._manager = manager
+        self.container_id = container_id
+        self.token = token
+        self.ttl = ttl
+        self.acquired_at = started
+        self._valid_until = started + ttl
+        self._on_lost = on_lost
+        self._lost_reason: str | None = None
+        self._released = False
+        self._mutex = threading.Lock()
+
+    # --- state -------------------------------------------------------------------
+    @property
+    def lost(self) -> bool:
+        """True once the lock is known, or must be assumed, to belong to someone else."""
+        if self._lost_reason is not None:
+            return True
+        if not self._released and time.monotonic() > self._valid_until:
+            self._mark_lost("not renewed within its TTL (paused or cut off from Redis?)")
+            return True
+        return False
+
+    @property
+    def lost_reason(self) -> str | None:
+        self.lost  # noqa: B018 - evaluates the deadline
+        return self._lost_reason
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
+    @property
+    def fence(self) -> Fence:
+        """What a commit checks: raises LockLostError unless the lease is live."""
+        if self._released:
+            raise LockLostError(self.container_id, self.token, "the lease was released")
+        if self.lost:
+            raise LockLostError(self.container_id, self.token, self._lost_reason or "lost")
+        keys = self._manager.store.keys
+        return Fence(keys.lock_fence(self.container_id), keys.lock(self.container_id), self.token,
+                     self._fenced_out)
+
+    def _fenced_out(self, reason: str) -> LockLostError:
+        self._mark_lost(reason)
+        return LockLostError(self.container_id, self.token, reason)
+
+    def _mark_lost(self, reason: str) -> None:
+        with self._mutex:
+            if self._lost_reason is not None:
+                return
+            self._lost_reason = reason
+        log.warning("lock of container %s (token %d) lost: %s", self.container_id[:12], self.token,
+                    reason)
+        if self._on_lost is not None:
+            try:
+                self._on_lost(self)
+            except Exception:  # a callback must not kill the renewer
+                log.exception("on_lost callback failed")
+
+    # --- release -------------------------------------------------------------------
+    def release(self) -> bool:
+        """Release the lock.  False (and ``lost``) if it had already expired or moved on."""
+        if self._released:
+            return self._lost_reason is None
+        self._released = True
+        self._manager._forget(self)
+        ok = self._manager._release(self)
+        if not ok:
+            self._mark_lost("it had expired before it was released")
+        return ok
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.release()
+        except Exception:  # do not mask the with-block's own exception
+            log.exception("releasing lock of container %s failed", self.container_id[:12])
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "lost" if self.lost else "held"
+        return f"Lease(container={self.container_id[:12]!r}, token={self.token}, {state})"
+
+
+class LockManager:
+    """Acquires, renews and releases the leases of one store."""
+
+    def __init__(self, store: Store, replica_id: str | None, wedged_after: float) -> None:
+        self.store = store
+        self.wedged_after = _positive("wedged_after", wedged_after)
+        self.holder = {
+            "replica": replica_id or f"{socket.gethostname()}:{os.getpid()}",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        client = store.client
+        from ._store import _load_script
+
+        self._acquire_script = client.register_script(_load_script("lock_acquire.lua"))
+        self._release_script = client.register_script(_load_script("lock_release.lua"))
+        self._renew_script = client.register_script(_load_script("lock_renew.lua"))
+        sock_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+        self._max_block = 1.0 if not sock_timeout else max(0.01, float(sock_timeout) * 0.8)
+        self._heap: list[tuple[float, int, Lease]] = []
+        self._seq = itertools.count()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._pid = os.getpid()
+
+    # --- acquire --------------------------------------------------------------------
+    def acquire(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
+                on_lost: Callable[[Lease], None] | None = None) -> Lease:
+        ttl = _positive("ttl", ttl)
+        if timeout is not None:
+            timeout = _positive("timeout", timeout)
+        if ttl < 0.01:
+            raise InvalidArgumentError("ttl must be at least 0.01 s")
+        if on_lost is not None and not callable(on_lost):
+            raise InvalidArgumentError("on_lost must be callable")
+        cid = self.store.containers.resolve(ref)
+        keys = self.store.keys
+        lock_key, wake_key = keys.lock(cid), keys.lock_wake(cid)
+        ttl_ms = max(1, int(ttl * 1000))
+        holder = orjson.dumps(self.holder)
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        engine = self.store._engine
+        while True:
+            t0 = time.monotonic()
+            status, value = engine.read(lambda: self._acquire_script(
+                keys=[lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid)],
+                args=[ttl_ms, holder]))
+            status, value = int(status), int(value)
+            if status == 1:
+                lease = Lease(self, cid, value, ttl, t0, on_lost)
+                self._track(lease)
+                return lease
+            if status == -1:
+                raise NotFoundError("container", ref)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise LockTimeoutError(cid, float(timeout or 0), self._holder_of(cid))
+            # sleep until a release wakes us, the holder's TTL runs out, or we time out
+            wait = value / 1000.0 + 0.002 if value > 0 else 0.002
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            wait = max(0.001, min(wait, self._max_block))
+            engine.read(functools.partial(self.store.client.blpop, [wake_key], timeout=wait))
+
+    def _holder_of(self, cid: str) -> dict[str, Any] | None:
+        raw = self.store._engine.read(lambda: self.store.client.get(self.store.keys.lock(cid)))
+        if raw is None:
+            return None
+        try:
+            holder: dict[str, Any] = orjson.loads(raw)
+            return holder
+        except orjson.JSONDecodeError:
+            return None
+
+    # --- release ---------------------------------------------------------------------
+    def _release(self, lease: Lease) -> bool:
+        keys = self.store.keys
+        ok = self.store._engine.read(lambda: self._release_script(
+            keys=[keys.lock(lease.container_id), keys.lock_wake(lease.container_id)],
+            args=[lease.token, _WAKE_TTL_MS]))
+        return bool(int(ok))
+
+    # --- renewal ---------------------------------------------------------------------
+    def _track(self, lease: Lease) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._closed = False
+                self._thread = threading.Thread(target=self._run, name="statestore-lock-renewer",
+                                                daemon=True)
+                self._thread.start()
+            heapq.heappush(self._heap, (lease.acquired_at + lease.ttl / 3, next(self._seq), lease))
+            self._cond.notify()
+
+    def _forget(self, lease: Lease) -> None:
+        # released leases are skipped lazily when they come up in the heap
+        with self._cond:
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed:
+                    now = time.monotonic()
+                    # drop released leases at the top so they do not keep us awake
+                    while self._heap and (self._heap[0][2].released or self._heap[0][2]._lost_reason):
+                        heapq.heappop(self._heap)
+                    if self._heap and self._heap[0][0] <= now:
+                        break
+                    self._cond.wait(None if not self._heap else self._heap[0][0] - now)
+                if self._closed:
+                    return
+                _, _, lease = heapq.heappop(self._heap)
+            next_due = self._renew(lease)
+            if next_due is not None:
+                with self._cond:
+                    heapq.heappush(self._heap, (next_due, next(self._seq), lease))
+
+    def _renew(self, lease: Lease) -> float | None:
+        """Renew one lease; the time of its next renewal, or None if it is finished."""
+        if lease.released or lease.lost:
+            return None
+        keys = self.store.keys
+        t0 = time.monotonic()
+        try:
+            ok = int(self._renew_script(keys=[keys.lock(lease.container_id)],
+                                        args=[lease.token, max(1, int(lease.ttl * 1000))]))
+        except Exception as exc:  # Redis unreachable: keep trying until the deadline
+            if time.monotonic() >= lease._valid_until:
+                lease._mark_lost(f"renewal failed until the TTL ran out ({exc})")
+                return None
+            return time.monotonic() + min(lease.ttl / 10, 0.5)
+        if ok:
+            lease._valid_until = t0 + lease.ttl
+            return t0 + lease.ttl / 3
+        if not lease.released:
+            lease._mark_lost("it expired or was taken over before it could be renewed")
+        return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
+
+    # --- observation -------------------------------------------------------------------
+    def locks(self) -> list[LockInfo]:
+        """Every held lock of the namespace (SCAN over the lock keys)."""
+        keys = self.store.keys
+        client = self.store.client
+        engine = self.store._engine
+
+        def collect() -> list[LockInfo]:
+            lock_keys = list(client.scan_iter(match=keys.lock_prefix + "*", count=1000))
+            if not lock_keys:
+                return []
+            pipe = client.pipeline(transaction=False)
+            for k in lock_keys:
+                pipe.get(k)
+                pipe.pttl(k)
+            pipe.time()
+            replies = pipe.execute()
+            secs, micros = replies[-1]
+            now_ms = int(secs) * 1000 + int(micros) // 1000
+            out: list[LockInfo] = []
+            for i, k in enumerate(lock_keys):
+                raw, pttl = replies[2 * i], replies[2 * i + 1]
+                if raw is None:
+                    continue  # released between SCAN and GET
+                key = k.decode() if isinstance(k, bytes) else str(k)
+                try:
+                    h = orjson.loads(raw)
+                    info = LockInfo(
+                        container_id=key[len(keys.lock_prefix):], token=int(h["token"]),
+                        replica=str(h.get("replica", "")), host=str(h.get("host", "")),
+                        pid=int(h.get("pid", 0)), acquired_ms=int(h["acquired_ms"]),
+                        age=max(0.0, (now_ms - int(h["acquired_ms"])) / 1000.0),
+                        ttl_left=max(0.0, int(pttl) / 1000.0),
+                        wedged=(now_ms - int(h["acquired_ms"])) / 1000.0 > self.wedged_after,
+                    )
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    log.warning("unreadable lock record at %s", key)
+                    continue
+                out.append(info)
+            out.sort(key=lambda li: li.acquired_ms)
+            return out
+
+        return engine.read(collect)
