@@ -125,6 +125,24 @@ def test_value_validation(filters: dict[str, Any], message: str) -> None:
     assert isinstance(ei.value, ValueError)
 
 
+@pytest.mark.xfail(strict=True, reason="BUG: make_query calls tuple(values) on whatever it is given, so a "
+                                       "non-iterable value (5, None) raises TypeError, and a non-mapping 'filters' "
+                                       "(a list of 'key=value' strings) raises AttributeError, not "
+                                       "InvalidArgumentError")
+@pytest.mark.parametrize("filters", [{"label": 5}, {"status": None}, ["status=running"]], ids=["int", "none", "list"])
+def test_malformed_filter_containers_are_invalid_arguments(filters: Any) -> None:
+    with pytest.raises(InvalidArgumentError):
+        F.make_query(filters)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG/divergence: 'exited' is parsed with Python int(), which accepts '1_0' "
+                                       "(10), ' 1 ' and Unicode digits; moby's strconv.Atoi rejects them")
+@pytest.mark.parametrize("value", ["1_0", " 1 ", "١"])
+def test_exited_values_are_plain_decimal_integers(value: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        q({"exited": value})
+
+
 @pytest.mark.parametrize("key", ["publish", "expose"])
 @pytest.mark.parametrize(
     "value", ["80:80", "0.0.0.0:80", "0", "65536", "90-80", "0-5", "abc", "80/icmp", "80/TCP", "", "-80", "80-",
