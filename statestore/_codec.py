@@ -70,6 +70,8 @@ def encode(record: _Record, max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> bytes:
         data = orjson.dumps(record._d)
     except orjson.JSONEncodeError as exc:
         raise InvalidArgumentError(f"{record.KIND} cannot be stored as JSON: {exc}") from None
+    if data.count(b"{") + data.count(b"[") > MAX_DEPTH and _depth(record._d, MAX_DEPTH) > MAX_DEPTH:
+        raise InvalidArgumentError(f"{record.KIND} is nested deeper than {MAX_DEPTH} levels")
     if len(data) > max_bytes:
         raise InvalidArgumentError(
             f"{record.KIND} {record.id[:12]} encodes to {len(data)} bytes, over the "
@@ -115,7 +117,7 @@ def decode_document(
     if opened > MAX_DEPTH and _depth(doc, MAX_DEPTH) > MAX_DEPTH:
         raise CorruptRecordError(key, f"JSON nested deeper than {MAX_DEPTH} levels")
     meta = doc.get(META)
-    if not (isinstance(meta, dict) and meta.get("Schema") == SCHEMA_VERSION):
+    if not (isinstance(meta, dict) and type(meta.get("Schema")) is int and meta["Schema"] == SCHEMA_VERSION):
         doc = upgrade(doc, kind, key)
         meta = doc[META]
     if meta.get("Kind") != kind or type(meta.get("Version")) is not int:
@@ -133,10 +135,9 @@ def decode(kind: str, key: str, raw: bytes | str,
     """A fresh record object from stored bytes; CorruptRecordError if they are bad."""
     doc = decode_document(kind, key, raw, max_bytes)
     rec: Any = _CLASSES[kind](doc)
-    if kind == "container":
-        # the fields the indexes and filters read must have the right shapes
-        try:
-            rec.validate()
-        except InvalidArgumentError as exc:
-            raise CorruptRecordError(key, str(exc)) from None
+    # the fields the indexes and filters read must have the right shapes
+    try:
+        rec.validate()
+    except InvalidArgumentError as exc:
+        raise CorruptRecordError(key, str(exc)) from None
     return rec

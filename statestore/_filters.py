@@ -29,6 +29,7 @@ index only has to return a superset.
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -39,11 +40,12 @@ from ._state import HEALTH_STATUSES, STATUSES, ZERO_TIME, derive_status
 
 ACCEPTED: Final = (
     "ancestor", "before", "exited", "expose", "health", "id", "is-task", "label",
-    "name", "network", "publish", "since", "status", "volume",
+    "isolation", "name", "network", "publish", "since", "status", "volume",
 )
 RUNNING_STATUSES: Final = ("running", "paused", "restarting")
 TASK_LABEL: Final = "com.docker.swarm.task.id"
-_PORT_RE: Final = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp|sctp))?$")
+_PORT_RE: Final = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/(tcp|udp|sctp))?")
+_INT_RE: Final = re.compile(r"-?[0-9]{1,10}")
 _HEX_RE: Final = re.compile(r"^[0-9a-f]+$")
 
 
@@ -96,10 +98,17 @@ def make_query(
 ) -> Query:
     """Validate ``filters`` (InvalidArgumentError on anything docker would refuse)."""
     norm: dict[str, tuple[str, ...]] = {}
+    if filters is not None and not isinstance(filters, Mapping):
+        raise InvalidArgumentError("filters must be a mapping of filter name to values")
     for key, values in (filters or {}).items():
         if key not in ACCEPTED:
             raise InvalidArgumentError(f"invalid filter '{key}'")
-        vals = (values,) if isinstance(values, str) else tuple(values)
+        if isinstance(values, str):
+            vals: tuple[Any, ...] = (values,)
+        elif isinstance(values, Iterable) and not isinstance(values, bytes | Mapping):
+            vals = tuple(values)
+        else:
+            raise InvalidArgumentError(f"filter {key!r}: values must be a string or a list of strings")
         if not all_str(vals):
             raise InvalidArgumentError(f"filter {key!r}: values must be strings")
         if vals:
@@ -117,10 +126,9 @@ def make_query(
             raise InvalidArgumentError(f"invalid filter 'is-task={v}'")
     exited: set[int] = set()
     for v in norm.get("exited", ()):
-        try:
-            exited.add(int(v))
-        except ValueError:
-            raise InvalidArgumentError(f"invalid filter 'exited={v}'") from None
+        if not _INT_RE.fullmatch(v):
+            raise InvalidArgumentError(f"invalid filter 'exited={v}'")
+        exited.add(int(v))
     for key in ("before", "since", "label", "ancestor", "network", "volume", "id", "name"):
         for v in norm.get(key, ()):
             if not v or "\x00" in v:
@@ -213,14 +221,18 @@ _regex_cache: dict[str, re.Pattern[str] | None] = {}
 
 
 def _regex(pattern: str) -> re.Pattern[str] | None:
-    if pattern not in _regex_cache:
-        try:
-            _regex_cache[pattern] = re.compile(pattern)
-        except (re.error, RecursionError, OverflowError):
-            _regex_cache[pattern] = None
-        if len(_regex_cache) > 1024:
-            _regex_cache.clear()
-    return _regex_cache.get(pattern)
+    if pattern in _regex_cache:
+        return _regex_cache[pattern]
+    if len(_regex_cache) >= 1024:
+        _regex_cache.clear()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. FutureWarning for Go-only syntax like [[:alpha:]]
+            compiled: re.Pattern[str] | None = re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        compiled = None
+    _regex_cache[pattern] = compiled
+    return compiled
 
 
 def _match_any(patterns: Iterable[str], sources: Iterable[str]) -> bool:
@@ -243,16 +255,13 @@ def exposed_ports(doc: dict[str, Any]) -> set[str]:
 
 
 def published_ports(doc: dict[str, Any]) -> set[str]:
+    """Container ports that are published to the host (moby matches ``publish`` on these)."""
     out: set[str] = set()
-    ports = (doc.get("NetworkSettings") or {}).get("Ports") or {}
-    if not ports:
-        ports = (doc.get("HostConfig") or {}).get("PortBindings") or {}
-    for key, bindings in ports.items():
-        proto = key.split("/", 1)[1] if "/" in key else "tcp"
-        for b in bindings or []:
-            hp = (b or {}).get("HostPort")
-            if hp:
-                out.add(f"{hp}/{proto}")
+    for ports in (((doc.get("HostConfig") or {}).get("PortBindings") or {}),
+                  ((doc.get("NetworkSettings") or {}).get("Ports") or {})):
+        for key, bindings in ports.items():
+            if bindings:
+                out.add(key if "/" in key else f"{key}/tcp")
     return out
 
 
@@ -325,6 +334,10 @@ def matches(
     if "is-task" in f:
         managed = TASK_LABEL in ((doc.get("Config") or {}).get("Labels") or {})
         if ("true" in f["is-task"]) != managed and ("false" in f["is-task"]) == managed:
+            return False
+    if "isolation" in f:
+        iso = (doc.get("HostConfig") or {}).get("Isolation") or "default"
+        if iso not in f["isolation"]:
             return False
     created = doc.get("Created") or ""
     if before is not None and not created < before:

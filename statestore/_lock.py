@@ -58,6 +58,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ._engine import Fence
 from ._errors import InvalidArgumentError, LockLostError, LockTimeoutError, NotFoundError
@@ -104,6 +107,7 @@ class Lease:
     def __init__(self, manager: LockManager, container_id: str, token: int, ttl: float,
                  started: float, on_lost: Callable[[Lease], None] | None) -> None:
         self._manager = manager
+        self.namespace = manager.store.namespace
         self.container_id = container_id
         self.token = token
         self.ttl = ttl
@@ -188,6 +192,24 @@ class Lease:
         return f"Lease(container={self.container_id[:12]!r}, token={self.token}, {state})"
 
 
+def _bounded_client(client: Any) -> Any:
+    """A client for the renewer: short socket timeouts and no client-side retries.
+
+    A renewal must fail fast when Redis hangs, so the lease can be declared
+    lost at its deadline instead of after the user's client gives up (redis-py
+    defaults to retries with backoff and no timeout).  Only plain connection
+    pools can be cloned; other clients (Sentinel) are used as they are.
+    """
+    pool = client.connection_pool
+    if type(pool) is not redis.ConnectionPool:
+        return client
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
+                  retry_on_timeout=False)
+    return redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=pool.connection_class, max_connections=2, **kwargs))
+
+
 class LockManager:
     """Acquires, renews and releases the leases of one store."""
 
@@ -204,7 +226,8 @@ class LockManager:
 
         self._acquire_script = client.register_script(_load_script("lock_acquire.lua"))
         self._release_script = client.register_script(_load_script("lock_release.lua"))
-        self._renew_script = client.register_script(_load_script("lock_renew.lua"))
+        self._renew_client = _bounded_client(client)
+        self._renew_script = self._renew_client.register_script(_load_script("lock_renew.lua"))
         sock_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block = 1.0 if not sock_timeout else max(0.01, float(sock_timeout) * 0.8)
         self._heap: list[tuple[float, int, Lease]] = []
@@ -335,6 +358,8 @@ class LockManager:
             self._cond.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
+        if self._renew_client is not self.store.client:
+            self._renew_client.close()
 
     # --- observation -------------------------------------------------------------------
     def locks(self) -> list[LockInfo]:

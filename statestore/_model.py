@@ -234,6 +234,8 @@ class State(_View):
     def set_restarting(self, exit_code: int = 0, *, oom_killed: bool = False,
                        at: str | None = None) -> None:
         """The process exited and the restart policy will start it again."""
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            raise InvalidArgumentError(f"exit_code must be an integer, not {exit_code!r}")
         _state.apply(self._id, "restart", self._d, self._now(at), exit_code=exit_code,
                      oom_killed=oom_killed)
 
@@ -275,7 +277,7 @@ class State(_View):
         log = list(h.get("Log") or [])
         if probe is not None:
             log.append(dict(probe))
-        h["Log"] = log[-max_log:]
+        h["Log"] = log[-max_log:] if max_log > 0 else []
         self._d["Health"] = h
 
 
@@ -348,11 +350,27 @@ class _Record:
         meta.setdefault("Kind", cls.KIND)
         meta.setdefault("Version", 0)
         rec = cls(doc)
-        rec.validate()
+        rec.validate_for_write()
         return rec
+
+    def validate_for_write(self) -> None:
+        """``validate()`` plus: the metadata block is the current schema's."""
+        self.validate()
+        if self._d[META]["Schema"] != SCHEMA_VERSION:
+            raise InvalidArgumentError(f"{META}.Schema must be {SCHEMA_VERSION}")
 
     def validate(self) -> None:
         validate_id(self._d.get(self.ID_FIELD), f"{self.KIND} ID")
+        meta = self._d.get(META)
+        # (the codec upgrades older schemas before this runs; from_dict and commits
+        # check for the current schema themselves)
+        if not isinstance(meta, dict) or type(meta.get("Schema")) is not int:
+            raise InvalidArgumentError(f"{META}.Schema must be an integer")
+        if meta.get("Kind") != self.KIND:
+            raise InvalidArgumentError(f"{META}.Kind must be {self.KIND!r}")
+        version = meta.get("Version")
+        if type(version) is not int or version < 0:
+            raise InvalidArgumentError(f"{META}.Version must be a non-negative integer")
 
     @property
     def id(self) -> str:

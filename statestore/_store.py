@@ -180,6 +180,10 @@ class _Repository(Generic[R]):
         """
         checks = self._type_checks if type_checks is None else type_checks
         r = parse_reference(ref, self.kind)
+        if lease is not None:
+            _lease_type(lease)
+            if lease.namespace != self._store.namespace:
+                _check_lease(lease, lease.container_id, self._store.namespace)
         if r.full_id and (lease is None or self.kind != KIND_CONTAINER or lease.container_id == r.bare):
             try:
                 return self._engine.transact(make_body(r.bare), checks, _fence(lease))
@@ -210,6 +214,9 @@ class _Repository(Generic[R]):
         key = self._keys.record(self.kind, record.id)
         expected = record.version
         snapshot_of_caller = record.copy()  # later edits by the caller must not leak in
+        if lease is not None:
+            target = record.id if isinstance(record, Container) else getattr(record, "container_id", "")
+            _check_lease(lease, target, self._store.namespace)
 
         def body(tx: Tx) -> Plan:
             (raw,) = tx.read([key])
@@ -261,7 +268,7 @@ class _Repository(Generic[R]):
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
         if lease is not None:
             cid = current.id if isinstance(current, Container) else getattr(current, "container_id", "")
-            _check_lease(lease, cid)
+            _check_lease(lease, cid, self._store.namespace)
 
     def _plan_update(self, tx: Tx, current: R, new: R) -> Plan:
         raise NotImplementedError  # pragma: no cover - subclasses plan their own writes
@@ -296,12 +303,20 @@ class _Repository(Generic[R]):
 def _fence(lease: Lease | None) -> Fence | None:
     if lease is None:
         return None
-    if not isinstance(lease, Lease):
-        raise InvalidArgumentError(f"lease must be a Lease from store.lock(), not {type(lease).__name__}")
+    _lease_type(lease)
     return lease.fence
 
 
-def _check_lease(lease: Lease, container_id: str) -> None:
+def _lease_type(lease: object) -> None:
+    if not isinstance(lease, Lease):
+        raise InvalidArgumentError(f"lease must be a Lease from store.lock(), not {type(lease).__name__}")
+
+
+def _check_lease(lease: Lease, container_id: str, namespace: str | None = None) -> None:
+    _lease_type(lease)
+    if namespace is not None and lease.namespace != namespace:
+        raise InvalidArgumentError(
+            f"the lease is for namespace {lease.namespace!r}, not {namespace!r}")
     if lease.container_id != container_id:
         raise InvalidArgumentError(
             f"the lease is for container {lease.container_id[:12]}, not {container_id[:12]}")
@@ -312,7 +327,7 @@ def _record_of(kind: str, doc: dict[str, Any]) -> _Record:
 
 
 def _validate(record: _Record) -> None:
-    record.validate()
+    record.validate_for_write()
 
 
 def _next_version(doc: dict[str, Any], current: _Record) -> dict[str, Any]:
@@ -517,9 +532,11 @@ class Execs(_Repository[ExecConfig]):
             raise InvalidArgumentError("create() takes an ExecConfig")
         if exec_config.version != 0:
             raise InvalidArgumentError("exec is already committed; use commit()")
+        if lease is not None:
+            _lease_type(lease)
         cid = self._store.containers.resolve(exec_config.container_id)
         if lease is not None:
-            _check_lease(lease, cid)
+            _check_lease(lease, cid, self._store.namespace)
         keys = self._keys
         xid = exec_config.id
         xkey, ckey = keys.exec(xid), keys.container(cid)
