@@ -64,6 +64,7 @@ from redis.retry import Retry
 
 from ._engine import Fence
 from ._errors import InvalidArgumentError, LockLostError, LockTimeoutError, NotFoundError
+from ._refs import parse_reference
 
 if TYPE_CHECKING:
     from ._store import Store
@@ -247,7 +248,10 @@ class LockManager:
             raise InvalidArgumentError("ttl must be at least 0.01 s")
         if on_lost is not None and not callable(on_lost):
             raise InvalidArgumentError("on_lost must be callable")
-        cid = self.store.containers.resolve(ref)
+        r = parse_reference(ref)
+        # a full ID needs no resolving round trip: the acquire script checks that
+        # the container exists, and only if it does not is ref tried as a name
+        cid = r.bare if r.full_id else self.store.containers.resolve(ref)
         keys = self.store.keys
         lock_key, wake_key = keys.lock(cid), keys.lock_wake(cid)
         ttl_ms = max(1, int(ttl * 1000))
@@ -257,7 +261,8 @@ class LockManager:
         engine = self.store._engine
         while True:
             t0 = time.monotonic()
-            status, value = engine.read(lambda: self._acquire_script(
+            status, value = engine.read(functools.partial(
+                self._acquire_script,
                 keys=[lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid)],
                 args=[ttl_ms, holder]))
             status, value = int(status), int(value)
@@ -266,7 +271,12 @@ class LockManager:
                 self._track(lease)
                 return lease
             if status == -1:
-                raise NotFoundError("container", ref)
+                resolved = self.store.containers.resolve(ref)  # NotFoundError if nothing
+                if resolved == cid:  # created... and deleted again meanwhile
+                    raise NotFoundError("container", ref)
+                cid = resolved
+                lock_key, wake_key = keys.lock(cid), keys.lock_wake(cid)
+                continue
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise LockTimeoutError(cid, float(timeout or 0), self._holder_of(cid))
