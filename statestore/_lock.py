@@ -314,13 +314,15 @@ class LockManager:
                 self._thread = threading.Thread(target=self._run, name="statestore-lock-renewer",
                                                 daemon=True)
                 self._thread.start()
-            heapq.heappush(self._heap, (lease.acquired_at + lease.ttl / 3, next(self._seq), lease))
-            self._cond.notify()
+            due = lease.acquired_at + lease.ttl / 3
+            # wake the renewer only if this lease is due before everything it waits for
+            wake = not self._heap or due < self._heap[0][0]
+            heapq.heappush(self._heap, (due, next(self._seq), lease))
+            if wake:
+                self._cond.notify()
 
     def _forget(self, lease: Lease) -> None:
-        # released leases are skipped lazily when they come up in the heap
-        with self._cond:
-            self._cond.notify()
+        """Released leases are dropped lazily when they come up in the heap (no wake-up)."""
 
     def _run(self) -> None:
         while True:
