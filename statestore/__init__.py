@@ -15,6 +15,8 @@ from ._errors import (
     InconsistentStoreError,
     InvalidArgumentError,
     InvalidStateError,
+    LockLostError,
+    LockTimeoutError,
     NameInUseError,
     NotFoundError,
     SchemaVersionError,
@@ -23,6 +25,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._filters import parse_filter_args
+from ._lock import Lease, LockInfo
 from ._model import (
     Config,
     Container,
@@ -44,6 +47,8 @@ __all__ = [
     "Execs",
     "Snapshot",
     "RecordList",
+    "Lease",
+    "LockInfo",
     # records
     "Container",
     "ExecConfig",
@@ -65,6 +70,8 @@ __all__ = [
     "InconsistentStoreError",
     "InvalidArgumentError",
     "InvalidStateError",
+    "LockLostError",
+    "LockTimeoutError",
     "NameInUseError",
     "NotFoundError",
     "SchemaVersionError",
