@@ -174,8 +174,7 @@ def test_non_integer_version_is_corrupt(version: Any) -> None:
     _assert_corrupt("container", CKEY, _bytes(doc), "does not describe")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: decode_document compares Schema with '==' on the fast path, so "
-                                       "Schema true and Schema 1.0 are taken for schema 1 (upgrade() refuses them)")
+# regression: the fast path compared Schema with '==', so Schema true and Schema 1.0 were taken for schema 1
 @pytest.mark.parametrize("schema", [True, 1.0])
 def test_non_integer_schema_is_corrupt(schema: Any) -> None:
     doc = _container().to_dict()
@@ -204,8 +203,8 @@ def test_container_shape_errors_are_corrupt_not_invalid_argument(mutate: Any) ->
     assert not isinstance(err, SchemaVersionError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _codec.decode validates only containers; an exec whose ContainerID is "
-                                       "not an ID or whose ProcessConfig is not an object decodes without error")
+# regression: decode validated only containers; an exec whose ContainerID is not an ID or whose ProcessConfig
+# is not an object decoded without error
 @pytest.mark.parametrize("mutate", [lambda d: d.update(ContainerID="web"), lambda d: d.update(ProcessConfig=5)])
 def test_exec_shape_errors_are_corrupt(mutate: Any) -> None:
     doc = _exec().to_dict()
@@ -423,10 +422,8 @@ def test_a_real_docker_inspect_document_imports_as_schema_0() -> None:
         assert _filters.matches(_filters.make_query(filters), d), filters
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the write path (from_dict/validate/encode) accepts documents nested up "
-                                       "to orjson's 254-level write limit, but decode refuses more than "
-                                       "_codec.MAX_DEPTH (200) levels, so a record nested 201-254 deep is stored "
-                                       "and then unreadable (CorruptRecordError on every get, skipped by list)")
+# regression: the write path accepted documents nested up to orjson's 254-level write limit while decode refuses
+# more than _codec.MAX_DEPTH (200) levels, so a record nested 201-254 deep was stored and then unreadable
 def test_every_storable_record_can_be_read_back_whatever_its_depth() -> None:
     doc = _container().to_dict()
     deep: Any = 1

@@ -89,8 +89,7 @@ def test_unknown_keys_are_refused(key: str) -> None:
         q({key: "x"})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG/divergence: moby's acceptedPsFilterTags includes 'isolation'; "
-                                       "_filters.ACCEPTED does not, so a docker client's isolation filter is refused")
+# regression: moby's acceptedPsFilterTags includes 'isolation'; it used to be refused here
 def test_isolation_filter_is_accepted() -> None:
     q({"isolation": "default"})
 
@@ -125,18 +124,16 @@ def test_value_validation(filters: dict[str, Any], message: str) -> None:
     assert isinstance(ei.value, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: make_query calls tuple(values) on whatever it is given, so a "
-                                       "non-iterable value (5, None) raises TypeError, and a non-mapping 'filters' "
-                                       "(a list of 'key=value' strings) raises AttributeError, not "
-                                       "InvalidArgumentError")
+# regression: make_query called tuple(values) on whatever it was given, so a non-iterable value (5, None) raised
+# TypeError, and a non-mapping 'filters' (a list of 'key=value' strings) raised AttributeError
 @pytest.mark.parametrize("filters", [{"label": 5}, {"status": None}, ["status=running"]], ids=["int", "none", "list"])
 def test_malformed_filter_containers_are_invalid_arguments(filters: Any) -> None:
     with pytest.raises(InvalidArgumentError):
         F.make_query(filters)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG/divergence: 'exited' is parsed with Python int(), which accepts '1_0' "
-                                       "(10), ' 1 ' and Unicode digits; moby's strconv.Atoi rejects them")
+# regression: 'exited' was parsed with Python int(), which accepts '1_0' (10), ' 1 ' and Unicode digits;
+# moby's strconv.Atoi rejects them
 @pytest.mark.parametrize("value", ["1_0", " 1 ", "١"])
 def test_exited_values_are_plain_decimal_integers(value: str) -> None:
     with pytest.raises(InvalidArgumentError):
@@ -160,8 +157,7 @@ def test_port_filter_rejects_a_trailing_newline(value: str) -> None:
         q({"publish": value})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _filters._PORT_RE uses '\\d', which matches any Unicode digit, so "
-                                       "'٨٠' (Arabic-Indic 80) is accepted as port 80; moby's strconv rejects it")
+# regression: _PORT_RE used '\d', which matches any Unicode digit, so '٨٠' (Arabic-Indic 80) was accepted
 @pytest.mark.parametrize("key", ["publish", "expose"])
 def test_port_filter_rejects_non_ascii_digits(key: str) -> None:
     with pytest.raises(InvalidArgumentError):
@@ -382,9 +378,8 @@ def test_publish_filter_ports_ranges_and_protocols() -> None:
     assert not m({"publish": "80"}, container())
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _filters.published_ports matches HostPort values; moby's publish filter "
-                                       "matches the container ports (keys of HostConfig.PortBindings): with "
-                                       "-p 8080:80, publish=80 matches and publish=8080 does not")
+# regression: the publish filter matched HostPort values; moby's matches the container ports (keys of
+# HostConfig.PortBindings): with -p 8080:80, publish=80 matches and publish=8080 does not
 def test_publish_filter_matches_the_container_port_like_moby() -> None:
     doc = container(port_bindings={"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]})
     assert m({"publish": "80"}, doc)
@@ -453,9 +448,8 @@ def test_scan_field_and_member_matches() -> None:
     assert not F.member_matches(qi, "id", ID_B)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _filters._regex clears the cache when it grows past 1024 entries and "
-                                       "then returns _regex_cache.get(pattern), which is None: the 1025th pattern is "
-                                       "treated as an invalid regex and only matches exactly")
+# regression: _regex cleared the cache past 1024 entries and then returned None for the new pattern, which was
+# then treated as an invalid regex and only matched exactly
 def test_regex_cache_eviction_keeps_the_new_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(F, "_regex_cache", {})
     for i in range(1024):

@@ -682,8 +682,8 @@ def test_lease_of_another_container_is_rejected_and_nothing_written(
         assert not lease_a.lost
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _check_lease compares only container IDs, so a lease from "
-                   "another namespace's store fences the write against that namespace's lock")
+# regression: _check_lease compared only container IDs, so a lease from another namespace's store fenced the
+# write against that namespace's lock
 def test_lease_of_another_namespace_is_rejected(client: redis.Redis, namespace: str,
                                                 make_store: Callable[..., Store]) -> None:
     here, there = make_store(), make_store(namespace + "-there")
@@ -708,17 +708,9 @@ def test_released_lease_cannot_write(client: redis.Redis, store: Store, namespac
     assert durable_state(client, namespace) == before
 
 
-_NOT_A_LEASE_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: _Repository._on_record and Execs.create read lease.container_id before "
-    "checking the lease's type, so a non-Lease raises AttributeError, not InvalidArgumentError")
-
-
-@pytest.mark.parametrize("write", [
-    pytest.param(w, marks=_NOT_A_LEASE_BUG)
-    if w in ("containers.update(id)", "containers.update(name)", "containers.rename", "containers.delete",
-             "execs.create") else w
-    for w in WRITES_ON_B
-])
+# regression: _Repository._on_record and Execs.create read lease.container_id before checking the lease's type,
+# so a non-Lease raised AttributeError, not InvalidArgumentError
+@pytest.mark.parametrize("write", list(WRITES_ON_B))
 def test_a_non_lease_is_an_invalid_argument(client: redis.Redis, store: Store, namespace: str, write: str) -> None:
     b = new_container(store, "bee", running=True)
     _exec_for(store, b.id)
@@ -778,9 +770,9 @@ def test_redis_gone_while_holding_marks_the_lease_lost(namespace: str) -> None:
         server.cleanup()
 
 
+# regression: the renewer blocked in a Redis call (socket timeout x client retries) while Redis hung, so on_lost
+# did not fire at the lease's deadline
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="BUG: the renewer blocks in a Redis call (socket timeout x client "
-                   "retries) while Redis hangs, so on_lost does not fire at the lease's deadline")
 def test_on_lost_fires_by_the_deadline_when_redis_hangs(namespace: str) -> None:
     server = RedisProcess().start()
     client = server.client()  # redis-py defaults: 5 s socket timeout, retries with backoff

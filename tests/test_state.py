@@ -419,8 +419,7 @@ def test_health_probe_is_copied() -> None:
     assert h is not None and h.log == [{"Output": "ok"}]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _model.State.set_health keeps log[-max_log:]; with max_log=0 that is "
-                                       "log[0:], the whole log")
+# regression: set_health kept log[-max_log:], which with max_log=0 is log[0:], the whole log
 def test_health_log_with_max_log_zero_is_empty() -> None:
     c = in_status("running")
     for i in range(3):
@@ -518,9 +517,8 @@ def test_exec_exit_code_zero_is_exited_not_created() -> None:
     assert x.to_dict()["ExitCode"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: State.set_restarting does not validate exit_code (set_stopped does): "
-                                       "_state.apply calls int(), so True, '1' and 1.5 are stored as 1 and None "
-                                       "raises TypeError instead of InvalidArgumentError")
+# regression: set_restarting did not validate exit_code (set_stopped did): True, '1' and 1.5 were stored as 1
+# and None raised TypeError instead of InvalidArgumentError
 @pytest.mark.parametrize("code", [True, "1", 1.5, None])
 def test_set_restarting_rejects_bad_exit_codes(code: Any) -> None:
     c = in_status("running")
