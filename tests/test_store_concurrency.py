@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
 import redis
 
-from statestore import Container, NotFoundError, Store
+from statestore import Container, NotFoundError, Snapshot, Store
 from tests import workers
 from tests.conftest import dump_namespace
 from tests.redisproc import RedisProcess
@@ -26,17 +27,27 @@ _CTX = mp.get_context("spawn")
 
 
 def run_processes(target: Callable[..., None], arg_sets: Sequence[tuple[Any, ...]],
-                  timeout: float = 60.0) -> list[tuple[Any, ...]]:
-    """Start one spawned process per argument tuple, all released by one barrier; collect reports."""
+                  timeout: float = 60.0, while_waiting: Callable[[], None] | None = None) -> list[tuple[Any, ...]]:
+    """Start one spawned process per argument tuple, all released by one barrier; collect reports.
+
+    ``while_waiting`` runs over and over in this process until every worker has reported.
+    """
     out = _CTX.Queue()
     barrier = _CTX.Barrier(len(arg_sets))
     procs = [_CTX.Process(target=target, args=(*args, barrier, out), daemon=True) for args in arg_sets]
     for p in procs:
         p.start()
     reports: list[tuple[Any, ...]] = []
+    deadline = time.monotonic() + timeout
     try:
-        for _ in procs:
-            reports.append(out.get(timeout=timeout))
+        while len(reports) < len(procs):
+            if while_waiting is not None:
+                while_waiting()
+            try:
+                reports.append(out.get(timeout=0.001 if while_waiting else max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise
     except queue.Empty:
         pytest.fail(f"only {len(reports)} of {len(procs)} workers reported within {timeout}s: {reports}")
     finally:
@@ -141,3 +152,94 @@ def test_parallel_creates_of_distinct_containers_never_conflict(tmp_path: Any) -
         client.close()
     finally:
         server.cleanup()
+
+
+def test_renames_and_creates_racing_for_one_name_have_one_winner(
+        redis_proc: RedisProcess, store: Store, namespace: str, client: redis.Redis) -> None:
+    renamers = [store.containers.create(Container.new("busybox:1.36", name=f"r{i}")) for i in range(3)]
+    creators = [f"{i:x}" * 64 for i in (7, 8, 9)]
+    args = [(redis_proc.port, namespace, "rename", c.id, "prize") for c in renamers]
+    args += [(redis_proc.port, namespace, "create", cid, "prize") for cid in creators]
+    reports = run_processes(workers.claim_name_worker, args)
+
+    winners = [r for r in reports if r[0] == "won"]
+    assert len(winners) == 1, reports
+    winner = winners[0][1]
+    assert {r[2] for r in reports if r[0] == "in_use"} == {winner}
+    assert store.containers.get("prize").id == winner
+    assert client.get(store.keys.name("prize")) == winner.encode()
+
+    # every surviving container holds exactly its own name; nothing else is reserved
+    expected = {c.id: ("prize" if c.id == winner else c.name) for c in renamers}
+    if winner in creators:
+        expected[winner] = "prize"
+    snap = store.snapshot()
+    assert {cid: c.name for cid, c in snap.containers.items()} == expected
+    name_keys = {k.decode()[len(store.keys.name_prefix):]: client.get(k).decode()  # type: ignore[union-attr]
+                 for k in client.scan_iter(match=store.keys.name_prefix + "*")}
+    assert name_keys == {n: cid for cid, n in expected.items()}
+    members = {m.decode() for m in client.zrange(store.keys.index("container", "name"), 0, -1)}
+    assert members == {f"{n}\x00{cid}" for cid, n in expected.items()}
+
+
+def _check_snapshot_integrity(snap: Snapshot) -> None:
+    assert not snap.corrupt
+    for xid, x in snap.execs.items():
+        owner = snap.containers.get(x.container_id)
+        assert owner is not None, f"exec {xid} of missing container {x.container_id} at {snap.revision}"
+        assert xid in owner.exec_ids, f"exec {xid} not in its container's ExecIDs at {snap.revision}"
+    for cid, c in snap.containers.items():
+        for xid in c.exec_ids:
+            assert xid in snap.execs, f"{cid} lists missing exec {xid} at {snap.revision}"
+            assert snap.execs[xid].container_id == cid
+
+
+def test_snapshots_taken_during_churn_are_always_consistent(
+        redis_proc: RedisProcess, store: Store, namespace: str, client: redis.Redis) -> None:
+    revisions: list[tuple[int, int]] = []
+
+    def take() -> None:
+        snap = store.snapshot()
+        _check_snapshot_integrity(snap)
+        ms, seq = snap.revision.split("-")
+        revisions.append((int(ms), int(seq)))
+
+    processes, rounds = 3, 30
+    reports = run_processes(workers.churn_worker, [(redis_proc.port, namespace, w, rounds)
+                                                   for w in range(processes)], while_waiting=take)
+    assert len(set(revisions)) > 10  # the checks really ran while the workers wrote
+    assert revisions == sorted(revisions)  # the revision never goes backwards
+
+    final = store.snapshot()
+    _check_snapshot_integrity(final)
+    alive = {cid for r in reports for cid in r[2]}
+    alive_execs = {xid for r in reports for xid in r[3]}
+    assert set(final.containers) == alive
+    assert set(final.execs) == alive_execs
+    assert all(c.version == 5 for c in final.containers.values())  # create, start, 2 execs, 1 exec delete
+    assert {m.decode() for m in client.zrange(store.keys.index("container", "id"), 0, -1)} == alive
+    assert {m.decode() for m in client.zrange(store.keys.index("exec", "id"), 0, -1)} == alive_execs
+    per_round = 1 + 1 + 2 * 2 + 2  # create, start, two exec creates, one exec delete
+    deletes = 2  # the even rounds' container delete and its remaining exec
+    even = (rounds + 1) // 2
+    assert client.xlen(store.keys.log) == processes * (rounds * per_round + even * deletes)
+
+
+def test_a_container_delete_racing_exec_creates_leaves_no_orphan(
+        redis_proc: RedisProcess, store: Store, namespace: str, client: redis.Redis) -> None:
+    c = store.containers.create(Container.new("busybox:1.36", name="target"))
+    store.containers.update("target", lambda x: x.state.set_running(pid=1))
+    args: list[tuple[Any, ...]] = [(redis_proc.port, namespace, "exec", c.id) for _ in range(3)]
+    args.append((redis_proc.port, namespace, "delete", c.id))
+    reports = run_processes(workers.exec_or_delete_worker, args)
+
+    made = {xid for r in reports if r[0] == "execs" for xid in r[1]}
+    deleted = [r for r in reports if r[0] == "deleted"]
+    assert len(deleted) == 1
+    assert len(made) >= 10  # the delete waited for execs to pile up
+    # the delete removed exactly the execs that were committed before it: all of them
+    assert set(deleted[0][1]) == made
+    assert list(dump_namespace(client, namespace)) == [store.keys.log.encode()]
+    kinds = [(f[b"type"], f[b"kind"]) for _, f in client.xrange(store.keys.log)]
+    assert kinds.count((b"delete", b"exec")) == len(made)
+    assert kinds.count((b"create", b"exec")) == len(made)

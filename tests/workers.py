@@ -10,6 +10,7 @@ the error's class name and text so the parent can assert on it.
 
 from __future__ import annotations
 
+import time
 import traceback
 from typing import Any
 
@@ -18,7 +19,9 @@ import redis
 from statestore import (
     ConflictError,
     Container,
+    ExecConfig,
     NameInUseError,
+    NotFoundError,
     Store,
 )
 
@@ -96,5 +99,93 @@ def bulk_create_worker(port: int, namespace: str, worker: int, count: int, barri
                 return
             ids.append(made.id)
         out.put(("created", worker, ids))
+    except BaseException as exc:
+        out.put(_error(exc))
+
+
+def claim_name_worker(port: int, namespace: str, mode: str, ref: str, name: str, barrier: Any, out: Any) -> None:
+    """Claim ``name`` either by renaming the existing container ``ref`` or by creating container ``ref``.
+
+    Reports ``("won", id)``, ``("in_use", name, holder_id, id)`` or an error.
+    """
+    try:
+        store = _store(port, namespace)
+        fresh = Container.new("busybox:1.36", name=name, id=ref) if mode == "create" else None
+        barrier.wait(timeout=60)
+        try:
+            if fresh is not None:
+                made = store.containers.create(fresh)
+            else:
+                made = store.containers.rename(ref, name)
+        except NameInUseError as exc:
+            out.put(("in_use", exc.name, exc.holder_id, ref))
+            return
+        out.put(("won", made.id, made.version))
+    except BaseException as exc:
+        out.put(_error(exc))
+
+
+def churn_worker(port: int, namespace: str, worker: int, rounds: int, barrier: Any, out: Any) -> None:
+    """Create, start, exec into, and delete containers; each round leaves a known footprint.
+
+    Per round: create ``ch<worker>-<round>``, start it, create two execs, delete the first;
+    on even rounds delete the container too (with its remaining exec).  Reports
+    ``("churned", worker, surviving container IDs, surviving exec IDs)``.
+    """
+    try:
+        store = _store(port, namespace)
+        barrier.wait(timeout=60)
+        alive: list[str] = []
+        alive_execs: list[str] = []
+        for r in range(rounds):
+            c = store.containers.create(Container.new("alpine:3.20", name=f"ch{worker}-{r}"))
+            store.containers.update(c.id, lambda x, pid=10 + r: x.state.set_running(pid=pid))
+            x1 = store.execs.create(ExecConfig.new(c.id, ["sh"]))
+            x2 = store.execs.create(ExecConfig.new(c.id, ["top"]))
+            store.execs.delete(x1.id)
+            if r % 2 == 0:
+                store.containers.delete(c.id)
+            else:
+                alive.append(c.id)
+                alive_execs.append(x2.id)
+        out.put(("churned", worker, alive, alive_execs))
+    except BaseException as exc:
+        out.put(_error(exc))
+
+
+def exec_or_delete_worker(port: int, namespace: str, role: str, container_id: str, barrier: Any, out: Any) -> None:
+    """Race exec creates against the container's delete.
+
+    ``role == "exec"``: create up to 40 execs, stopping when the container is gone; report
+    ``("execs", ids, conflict escapes)``.  ``role == "delete"``: wait until 10 execs exist, then
+    delete the container; report ``("deleted", exec IDs the deleted record listed, conflict escapes)``.
+    A ConflictError that escapes (retries ran out) is counted and the operation retried.
+    """
+    try:
+        store = _store(port, namespace)
+        barrier.wait(timeout=60)
+        escaped = 0
+        if role == "delete":
+            while len(store.containers.get(container_id).exec_ids) < 10:
+                time.sleep(0.001)
+            while True:
+                try:
+                    gone = store.containers.delete(container_id)
+                    break
+                except ConflictError:
+                    escaped += 1
+            out.put(("deleted", gone.exec_ids, escaped))
+            return
+        made: list[str] = []
+        while len(made) < 40:
+            try:
+                made.append(store.execs.create(ExecConfig.new(container_id, ["true"])).id)
+            except ConflictError:
+                escaped += 1
+            except NotFoundError:
+                break
+            # pace the creates: back to back, they starve the (heavier) delete until they stop
+            time.sleep(0.002)
+        out.put(("execs", made, escaped))
     except BaseException as exc:
         out.put(_error(exc))
