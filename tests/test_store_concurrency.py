@@ -243,3 +243,30 @@ def test_a_container_delete_racing_exec_creates_leaves_no_orphan(
     kinds = [(f[b"type"], f[b"kind"]) for _, f in client.xrange(store.keys.log)]
     assert kinds.count((b"delete", b"exec")) == len(made)
     assert kinds.count((b"create", b"exec")) == len(made)
+
+
+def test_compare_and_set_commits_from_many_processes_have_one_winner(
+        redis_proc: RedisProcess, store: Store, namespace: str, client: redis.Redis) -> None:
+    c = store.containers.create(Container.new("busybox:1.36", name="cas"))
+    tags = [f"p{i}" for i in range(6)]
+    reports = run_processes(workers.cas_worker, [(redis_proc.port, namespace, "commit", c.id, t) for t in tags])
+
+    won = [r for r in reports if r[0] == "won"]
+    lost = [r for r in reports if r[0] == "conflict"]
+    assert len(won) == 1 and len(lost) == len(tags) - 1, reports
+    assert won[0][2] == 2
+    assert all((r[2], r[3]) == (1, 2) for r in lost)  # each loser learns it read 1 and 2 is stored
+    final = store.containers.get("cas")
+    assert final.version == 2
+    assert final.labels == {"winner": won[0][1]}
+    assert client.xlen(store.keys.log) == 2
+
+
+def test_racing_deletes_of_one_container_delete_it_once(
+        redis_proc: RedisProcess, store: Store, namespace: str, client: redis.Redis) -> None:
+    c = store.containers.create(Container.new("busybox:1.36", name="doomed", labels={"a": "b"}))
+    reports = run_processes(workers.cas_worker,
+                            [(redis_proc.port, namespace, "delete", c.id, f"p{i}") for i in range(5)])
+    assert sorted(r[0] for r in reports) == ["deleted"] + ["not_found"] * 4, reports
+    assert list(dump_namespace(client, namespace)) == [store.keys.log.encode()]
+    assert [f[b"type"] for _, f in client.xrange(store.keys.log)] == [b"create", b"delete"]

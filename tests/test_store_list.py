@@ -63,7 +63,7 @@ def _scenario(store: Store) -> dict[str, Container]:
     up("healthy", run, lambda c: c.state.set_health("healthy"))
     make("sick", "busybox", 6)
     up("sick", run, lambda c: c.state.set_health("unhealthy"), lambda c: c.state.set_restarting(1))
-    make("done", "alpine:3.20", 7)
+    make("done", "alpine:3.20", 7, labels={"expr": "x=y", "ünï": "cödé"})
     up("done", run, lambda c: c.state.set_stopped(0))
     make("dead", "alpine:3.20", 8)
     up("dead", run, lambda c: c.state.set_dead())
@@ -114,6 +114,11 @@ CASES: list[tuple[dict[str, Any], bool, set[str]]] = [
     ({"label": "tier=nope"}, True, set()),
     ({"label": "nosuch"}, True, set()),
     ({"label": "app"}, False, {"web", "task", "healthy"}),
+    ({"label": "expr=x=y"}, True, {"done"}),  # the value may hold '='
+    ({"label": "expr=x"}, True, set()),
+    ({"label": "expr"}, True, {"done"}),
+    ({"label": "ünï=cödé"}, True, {"done"}),
+    ({"label": "ap"}, True, set()),  # a key prefix is not a key
     # status (forces all)
     ({"status": "running"}, False, {"web", "healthy"}),
     ({"status": "exited"}, False, {"db", "done"}),

@@ -189,3 +189,34 @@ def exec_or_delete_worker(port: int, namespace: str, role: str, container_id: st
         out.put(("execs", made, escaped))
     except BaseException as exc:
         out.put(_error(exc))
+
+
+def cas_worker(port: int, namespace: str, mode: str, container_id: str, tag: str, barrier: Any, out: Any) -> None:
+    """Contend on one record without update()'s retries.
+
+    ``mode == "commit"``: read the record, wait for the others, commit a label ``winner=<tag>``;
+    report ``("won", tag, version)`` or ``("conflict", tag, expected, actual)``.
+    ``mode == "delete"``: wait, delete; report ``("deleted", tag)`` or ``("not_found", tag)``.
+    """
+    try:
+        store = _store(port, namespace)
+        if mode == "commit":
+            mine = store.containers.get(container_id)
+            mine.labels["winner"] = tag
+            barrier.wait(timeout=60)
+            try:
+                done = store.containers.commit(mine)
+            except ConflictError as exc:
+                out.put(("conflict", tag, exc.expected, exc.actual))
+                return
+            out.put(("won", tag, done.version))
+            return
+        barrier.wait(timeout=60)
+        try:
+            store.containers.delete(container_id)
+        except NotFoundError:
+            out.put(("not_found", tag))
+            return
+        out.put(("deleted", tag))
+    except BaseException as exc:
+        out.put(_error(exc))
