@@ -27,7 +27,7 @@ from typing import Any, Final
 import orjson
 
 from ._errors import CorruptRecordError, InvalidArgumentError, SchemaVersionError
-from ._model import ID_RE, META, SCHEMA_VERSION, Container, ExecConfig, _Record
+from ._model import ID_LEN, ID_RE, META, SCHEMA_VERSION, Container, ExecConfig, _Record
 
 DEFAULT_MAX_RECORD_BYTES: Final = 1 << 20  # 1 MiB; docker inspect output is rarely >20 KiB
 # orjson reads up to 1024 levels but writes at most 254, so a deeper record
@@ -104,6 +104,13 @@ def upgrade(doc: dict[str, Any], kind: str, key: str) -> dict[str, Any]:
 def decode_document(
     kind: str, key: str, raw: bytes | str, max_bytes: int = DEFAULT_MAX_RECORD_BYTES
 ) -> dict[str, Any]:
+    """The JSON document stored at ``key``, upgraded to the current schema (not shape-checked)."""
+    return _decode_document(kind, key, raw, max_bytes)[0]
+
+
+def _decode_document(
+    kind: str, key: str, raw: bytes | str, max_bytes: int
+) -> tuple[dict[str, Any], bool]:
     if len(raw) > max_bytes:
         raise CorruptRecordError(key, f"{len(raw)} bytes, over the {max_bytes}-byte record cap")
     try:
@@ -117,27 +124,50 @@ def decode_document(
     if opened > MAX_DEPTH and _depth(doc, MAX_DEPTH) > MAX_DEPTH:
         raise CorruptRecordError(key, f"JSON nested deeper than {MAX_DEPTH} levels")
     meta = doc.get(META)
+    upgraded = False
     if not (isinstance(meta, dict) and type(meta.get("Schema")) is int and meta["Schema"] == SCHEMA_VERSION):
         doc = upgrade(doc, kind, key)
         meta = doc[META]
+        upgraded = True
     if meta.get("Kind") != kind or type(meta.get("Version")) is not int:
         raise CorruptRecordError(key, f"{META} block does not describe a {kind}")
     id_field = _CLASSES[kind].ID_FIELD
     rid = doc.get(id_field)
     if not isinstance(rid, str) or not ID_RE.fullmatch(rid) or not key.endswith(rid):
         raise CorruptRecordError(key, f"{id_field} {rid!r} does not match the key")
-    result: dict[str, Any] = doc
-    return result
+    return doc, upgraded
+
+
+# Stored bytes that already passed every check, by kind.  Validation is a pure
+# function of the bytes (the key is still compared with the ID on every read),
+# so a record read again unchanged -- ``ps`` polling, the record a commit just
+# wrote -- skips the shape checks.  Bounded; cleared when full.
+_VALIDATED: dict[bytes, str] = {}
+_VALIDATED_MAX: Final = 4096
+
+
+def remember_valid(kind: str, raw: bytes) -> None:
+    """Note that ``raw`` (current schema) passed validation as a ``kind`` record."""
+    if len(_VALIDATED) >= _VALIDATED_MAX:
+        _VALIDATED.clear()
+    _VALIDATED[raw] = kind
 
 
 def decode(kind: str, key: str, raw: bytes | str,
            max_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Any:
     """A fresh record object from stored bytes; CorruptRecordError if they are bad."""
-    doc = decode_document(kind, key, raw, max_bytes)
-    rec: Any = _CLASSES[kind](doc)
+    cls = _CLASSES[kind]
+    if type(raw) is bytes and _VALIDATED.get(raw) == kind and len(raw) <= max_bytes:
+        doc = orjson.loads(raw)
+        if key.endswith(doc[cls.ID_FIELD]) and len(key) > ID_LEN:
+            return cls(doc)
+    doc, upgraded = _decode_document(kind, key, raw, max_bytes)
+    rec: Any = cls(doc)
     # the fields the indexes and filters read must have the right shapes
     try:
         rec.validate()
     except InvalidArgumentError as exc:
         raise CorruptRecordError(key, str(exc)) from None
+    if type(raw) is bytes and not upgraded:
+        remember_valid(kind, raw)
     return rec

@@ -6,27 +6,30 @@ A commit is an optimistic transaction on one pinned connection:
 
 1. **Read under WATCH.**  ``WATCH k1 k2 ...`` and a ``GET`` per key are sent
    as *one* write and their replies read together (one round trip, where
-   ``redis-py``'s ``pipeline.watch()`` followed by reads costs two).  The
-   first read of a transaction also sends ``TYPE`` for every index key and the
-   change log the commit may write, so a key an operator replaced with the
-   wrong type aborts the commit *before* anything is written (Redis does not
-   roll back a MULTI whose command fails at EXEC time).
+   ``redis-py``'s ``pipeline.watch()`` followed by reads costs two).  A commit
+   made with a lock lease also watches the lock's fence key and reads the
+   lock in that round trip (:class:`Fence`).
 2. **Plan.**  The caller's body decodes what it read, applies its change in
    memory and returns a :class:`Plan`: the record writes, the index diff and
    one change-log ``XADD`` per changed record.  A body may read again
    (``tx.read``) before planning; those keys are watched too.
-3. **Apply.**  ``MULTI``, the plan's commands and ``EXEC`` go out as one write.
-   If any watched key changed since step 1, ``EXEC`` returns nil and nothing
-   was applied: the engine re-runs the body from step 1 with jittered
-   exponential backoff (tenacity), at most ``conflict_attempts`` times, then
-   raises :class:`ConflictError`.  A body that detects a real conflict itself
-   (a compare-and-set on a stale version) raises ConflictError and is never
-   retried.
+3. **Apply.**  ``MULTI``, one ``EVALSHA`` of ``apply.lua`` carrying the whole
+   plan, and ``EXEC`` go out as one write.  If any watched key changed since
+   step 1, ``EXEC`` returns nil and nothing was applied: the engine re-runs
+   the body from step 1 with jittered exponential backoff (tenacity), at most
+   ``conflict_attempts`` times, then raises :class:`ConflictError`.  A body
+   that detects a real conflict itself (a compare-and-set on a stale version)
+   raises ConflictError and is never retried.  The script first checks the
+   Redis type of every sorted set and stream it will write, and refuses the
+   whole plan if one is wrong (an operator replaced a key): Redis does not
+   roll back a MULTI or a script whose command fails half-way, so this check
+   is what makes "all or nothing" hold even then.  One script call is also
+   cheaper for the client than packing and parsing each write separately.
 
 Why it is safe: every key whose value the plan depends on (the record, the
-names it takes or frees, the lock key in later issues) is WATCHed, and every
-key the plan writes is written inside the one MULTI/EXEC, so either the whole
-plan applies on exactly the state it was computed from, or none of it does.
+names it takes or frees, the lock's fence key) is WATCHed, and every key the
+plan writes is written inside the one MULTI/EXEC, so either the whole plan
+applies on exactly the state it was computed from, or none of it does.
 Index sorted sets and the change log are written but not watched: their new
 content is a function of the watched records alone (members carry the record
 ID), so concurrent commits on other records cannot invalidate the plan, and
@@ -42,15 +45,22 @@ disconnected instead.  A connection error before ``EXEC`` was sent is retried
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, TypeVar
 
 import orjson
 import redis
 import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -73,7 +83,6 @@ log = logging.getLogger("statestore")
 
 T = TypeVar("T")
 
-_EXPECTED_TYPES = {"zset", "stream", "none"}
 
 
 def _text(value: Any) -> str:
@@ -93,8 +102,11 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
         return StorePermissionError(f"Redis authentication failed: {msg}")
     if isinstance(exc, rex.ResponseError) and "WRONGTYPE" in msg:
         where = key or "a statestore key"
-        if "statestore index" in msg:
-            where = msg.rsplit(" ", 1)[-1]
+        m = re.search(r"statestore (?:index|key) (\S+?),?(?: holds a (\w+))?(?:$|,| )", msg)
+        if m:
+            where = m.group(1)
+            if m.group(2):
+                return CorruptRecordError(where, f"holds a {m.group(2)}, expected another Redis type")
         return CorruptRecordError(where, "holds a value of the wrong Redis type")
     if isinstance(exc, rex.ConnectionError | rex.TimeoutError | OSError):
         return StoreUnavailableError(f"Redis is unavailable: {msg or type(exc).__name__}")
@@ -130,14 +142,14 @@ class _Unsent(Exception):
 class Plan:
     """What one transaction writes, produced by a body from what it read.
 
-    ``commands`` go between MULTI and EXEC in order.  ``log_positions`` are
-    the indexes (in ``commands``) of the XADDs whose IDs become revisions.
-    ``finish`` turns those revisions into the value the transaction returns.
+    ``commands`` are ``(name, key, *args)`` with name SET, DEL, ZADD, ZREM or
+    XADD; the engine applies them in order with ``apply.lua`` inside MULTI/EXEC.
+    The IDs of the XADDs, in order, are the commit's revisions; ``finish``
+    turns them into the value the transaction returns.
     """
 
     key: str
     commands: list[tuple[Any, ...]] = field(default_factory=list)
-    log_positions: list[int] = field(default_factory=list)
     finish: Callable[[list[str]], Any] = lambda revisions: None
     expected: int | None = None
     actual: int | None = None
@@ -146,7 +158,6 @@ class Plan:
         self.commands.append(command)
 
     def log(self, *command: Any) -> None:
-        self.log_positions.append(len(self.commands))
         self.commands.append(command)
 
 
@@ -181,9 +192,8 @@ class Fence:
 class Tx:
     """The read side of one transaction attempt, on a pinned connection."""
 
-    def __init__(self, conn: Any, type_checks: Sequence[str], fence: Fence | None = None) -> None:
+    def __init__(self, conn: Any, fence: Fence | None = None) -> None:
         self._conn = conn
-        self._type_checks: Sequence[str] = type_checks
         self._fence = fence
         self.watched = False
 
@@ -192,13 +202,11 @@ class Tx:
         if not keys:
             return []
         conn = self._conn
-        checks, self._type_checks = self._type_checks, ()
         fence, self._fence = self._fence, None
         watch = keys if fence is None else [fence.fence_key, *keys]
         gets = keys if fence is None else [fence.fence_key, fence.lock_key, *keys]
         cmds: list[tuple[Any, ...]] = [("WATCH", *watch)]
         cmds.extend(("GET", k) for k in gets)
-        cmds.extend(("TYPE", k) for k in checks)
         try:
             conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
             self.watched = True
@@ -216,15 +224,69 @@ class Tx:
         for k, v in zip(gets, values, strict=True):
             if isinstance(v, Exception):
                 raise translate(v, k)
-        for k, t in zip(checks, replies[1 + len(gets) :], strict=True):
-            if isinstance(t, Exception):
-                raise translate(t, k)
-            if _text(t) not in _EXPECTED_TYPES:
-                raise CorruptRecordError(k, f"holds a {_text(t)}, expected a sorted set or stream")
         if fence is not None:
             fence.check(values[0], values[1])
             return values[2:]
         return values
+
+
+def _read_lua(name: str) -> str:
+    return resources.files("statestore").joinpath("_lua", name).read_text()
+
+
+class Script:
+    """A Lua script called by SHA (``EVALSHA``), loaded on first ``NOSCRIPT``.
+
+    Lighter than redis-py's ``Script`` object, whose per-call bookkeeping
+    costs about as much as the round trip's client-side work.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def __call__(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        try:
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except rex.NoScriptError:
+            client.execute_command("SCRIPT", "LOAD", self.source)  # type: ignore[no-untyped-call]
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def own_client(client: redis.Redis) -> redis.Redis:
+    """A client on a pool of the store's own, with the caller's connection settings.
+
+    The store reads raw bytes (``decode_responses`` off: a record that is not
+    valid UTF-8 must be reported as corrupt, not crash the reply parser) and
+    does its own bounded retries (the client's retry policy off, so
+    ``unavailable_timeout`` is what bounds a call).  Pools that cannot be
+    cloned are used as they are, unless they decode responses.
+    """
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.pop("connection_pool", None)
+    kwargs.update(decode_responses=False, retry=Retry(NoBackoff(), 0))
+    new_pool: Any
+    if type(pool) is redis.ConnectionPool:
+        new_pool = redis.ConnectionPool(connection_class=pool.connection_class,
+                                        max_connections=pool.max_connections, **kwargs)
+    elif type(pool) is redis.BlockingConnectionPool:
+        new_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+            connection_class=pool.connection_class,
+                                                max_connections=pool.max_connections,
+                                                timeout=pool.timeout, **kwargs)
+    elif type(pool) is SentinelConnectionPool:
+        kwargs.pop("connection_class", None)
+        new_pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name, pool.sentinel_manager,
+                                          is_master=pool.is_master,
+                                          check_connection=pool.check_connection, **kwargs)
+    else:
+        if pool.connection_kwargs.get("decode_responses"):
+            raise InvalidArgumentError(
+                f"cannot use a {type(pool).__name__} with decode_responses=True: statestore reads raw bytes")
+        return client
+    return redis.Redis(connection_pool=new_pool)
 
 
 class Engine:
@@ -245,6 +307,8 @@ class Engine:
         self.pool = client.connection_pool
         self.conflict_attempts = conflict_attempts
         self.unavailable_timeout = unavailable_timeout
+        self._apply = Script(_read_lua("apply.lua"))
+        self._apply_loaded = False
 
     # --- connections -------------------------------------------------------------
     @contextlib.contextmanager
@@ -268,15 +332,14 @@ class Engine:
             self.pool.release(conn)
 
     # --- transactions --------------------------------------------------------------
-    def transact(self, body: Callable[[Tx], Plan], type_checks: Sequence[str] = (),
-                 fence: Fence | None = None) -> Any:
+    def transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
         """Run ``body`` under WATCH and apply its plan atomically; see the module doc.
 
         With a ``fence``, the lock key is watched and its token checked in the
         first read: a commit by a holder that lost its lock raises and writes nothing.
         """
         try:
-            return self._attempt(body, type_checks, fence)  # the common case pays no retry set-up
+            return self._attempt(body, fence)  # the common case pays no retry set-up
         except (_Aborted, _Unsent) as exc:
             first: BaseException = exc
         conflicts = [1 if isinstance(first, _Aborted) else 0]
@@ -304,7 +367,7 @@ class Engine:
                                 "the record kept changing")
         time.sleep(0.0005 if isinstance(first, _Aborted) else 0.01)
         try:
-            return retrying(self._attempt, body, type_checks, fence)
+            return retrying(self._attempt, body, fence)
         except _Aborted as exc:
             raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0],
                                 "the record kept changing") from None
@@ -313,10 +376,12 @@ class Engine:
                 f"Redis is unavailable: {exc.cause} (retried for {self.unavailable_timeout:g}s)"
             ) from None
 
-    def _attempt(self, body: Callable[[Tx], Plan], type_checks: Sequence[str],
-                 fence: Fence | None = None) -> Any:
+    def _attempt(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
+        if not self._apply_loaded:
+            self.read(functools.partial(self.client.execute_command, "SCRIPT", "LOAD", self._apply.source))
+            self._apply_loaded = True
         with self._connection() as conn:
-            tx = Tx(conn, type_checks, fence)
+            tx = Tx(conn, fence)
             try:
                 plan = body(tx)
             except BaseException:
@@ -325,7 +390,11 @@ class Engine:
                         conn.send_command("UNWATCH", check_health=False)
                         conn.read_response()
                 raise
-            cmds: list[tuple[Any, ...]] = [("MULTI",), *plan.commands, ("EXEC",)]
+            keys: dict[str, int] = {}
+            argv: list[Any] = []
+            for op, key, *args in plan.commands:
+                argv += [op, keys.setdefault(key, len(keys) + 1), len(args), *args]
+            cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",)]
             try:
                 conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
             except _TRANSIENT as exc:
@@ -348,13 +417,14 @@ class Engine:
                 raise CommitIndeterminateError(plan.key, str(exc)) from None
             if result is None:
                 raise _Aborted(plan.key, plan.expected, plan.actual)
-            errors = [r for r in result if isinstance(r, Exception)]
-            if errors:
-                # Only possible if a key changed type between the TYPE check and
-                # EXEC (an operator racing the commit).  Report loudly.
-                log.error("commit to %s partly failed: %s; run statestore fsck", plan.key, errors)
-                raise translate(errors[0], plan.key)
-            revisions = [_text(result[i]) for i in plan.log_positions]
+            reply = result[0]
+            if isinstance(reply, Exception):
+                # the script failed before writing anything
+                if isinstance(reply, rex.NoScriptError) or str(reply).startswith("NOSCRIPT"):
+                    self._apply_loaded = False  # the server lost its scripts (restart, flush)
+                    raise _Unsent(reply)
+                raise translate(reply, plan.key)
+            revisions = [_text(r) for r in reply]
         return plan.finish(revisions)
 
     # --- reads -------------------------------------------------------------------
@@ -392,4 +462,4 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Engine", "Fence", "Plan", "Tx", "translate"]
+__all__ = ["Engine", "Fence", "Plan", "Script", "Tx", "own_client", "translate"]

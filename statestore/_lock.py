@@ -62,7 +62,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ._engine import Fence
+from ._engine import Fence, Script
 from ._errors import InvalidArgumentError, LockLostError, LockTimeoutError, NotFoundError
 from ._refs import parse_reference
 
@@ -225,10 +225,11 @@ class LockManager:
         client = store.client
         from ._store import _load_script
 
-        self._acquire_script = client.register_script(_load_script("lock_acquire.lua"))
-        self._release_script = client.register_script(_load_script("lock_release.lua"))
+        self._client = client
+        self._acquire_script = Script(_load_script("lock_acquire.lua"))
+        self._release_script = Script(_load_script("lock_release.lua"))
         self._renew_client = _bounded_client(client)
-        self._renew_script = self._renew_client.register_script(_load_script("lock_renew.lua"))
+        self._renew_script = Script(_load_script("lock_renew.lua"))
         sock_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block = 1.0 if not sock_timeout else max(0.01, float(sock_timeout) * 0.8)
         self._heap: list[tuple[float, int, Lease]] = []
@@ -262,9 +263,8 @@ class LockManager:
         while True:
             t0 = time.monotonic()
             status, value = engine.read(functools.partial(
-                self._acquire_script,
-                keys=[lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid)],
-                args=[ttl_ms, holder]))
+                self._acquire_script, self._client,
+                (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid)), (ttl_ms, holder)))
             status, value = int(status), int(value)
             if status == 1:
                 lease = Lease(self, cid, value, ttl, t0, on_lost)
@@ -300,9 +300,9 @@ class LockManager:
     # --- release ---------------------------------------------------------------------
     def _release(self, lease: Lease) -> bool:
         keys = self.store.keys
-        ok = self.store._engine.read(lambda: self._release_script(
-            keys=[keys.lock(lease.container_id), keys.lock_wake(lease.container_id)],
-            args=[lease.token, _WAKE_TTL_MS]))
+        ok = self.store._engine.read(functools.partial(
+            self._release_script, self._client,
+            (keys.lock(lease.container_id), keys.lock_wake(lease.container_id)), (lease.token, _WAKE_TTL_MS)))
         return bool(int(ok))
 
     # --- renewal ---------------------------------------------------------------------
@@ -350,8 +350,8 @@ class LockManager:
         keys = self.store.keys
         t0 = time.monotonic()
         try:
-            ok = int(self._renew_script(keys=[keys.lock(lease.container_id)],
-                                        args=[lease.token, max(1, int(lease.ttl * 1000))]))
+            ok = int(self._renew_script(self._renew_client, (keys.lock(lease.container_id),),
+                                        (lease.token, max(1, int(lease.ttl * 1000)))))
         except Exception as exc:  # Redis unreachable: keep trying until the deadline
             if time.monotonic() >= lease._valid_until:
                 lease._mark_lost(f"renewal failed until the TTL ran out ({exc})")

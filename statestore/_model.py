@@ -37,6 +37,7 @@ from ._names import generate_name
 SCHEMA_VERSION: Final = 1
 META: Final = "StateStore"
 
+ID_LEN: Final = 64
 ID_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 ID_PREFIX_RE: Final = re.compile(r"^[0-9a-f]{1,64}$")
 # Docker's rule (moby daemon/names: RestrictedNameChars), plus a length cap so

@@ -9,10 +9,11 @@ call that reads a consistent view.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -20,7 +21,7 @@ import redis
 import redis.exceptions as rex
 
 from . import _codec, _filters, _indexes
-from ._engine import Engine, Fence, Plan, Tx, translate
+from ._engine import Engine, Fence, Plan, Script, Tx, _read_lua, own_client, translate
 from ._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
@@ -45,6 +46,8 @@ R = TypeVar("R", bound=_Record)
 
 DEFAULT_CHANGELOG_MAXLEN = 10_000
 _WRONGTYPE = "\x00WRONGTYPE"
+_ID_LEN = 64
+_FULL_ID = re.compile(r"[0-9a-f]{64}")
 _AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the short ID
 
 
@@ -53,7 +56,7 @@ def _s(v: Any) -> str:
 
 
 def _load_script(name: str) -> str:
-    return resources.files("statestore").joinpath("_lua", name).read_text()
+    return _read_lua(name)
 
 
 class RecordList(list[R]):
@@ -92,7 +95,7 @@ class Snapshot:
         q = _filters.make_query(filters, all, limit)
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
-        docs = [c._d for c in self.containers.values()]
+        docs = [c.to_dict() for c in self.containers.values()]  # callers get copies, not ours
         return _finish_list(q, docs, self.revision, (), before, since)
 
 
@@ -103,7 +106,7 @@ def _finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | 
     hits.sort(key=_filters.sort_key, reverse=True)
     if q.limit is not None:
         hits = hits[: q.limit]
-    return RecordList((Container(orjson.loads(orjson.dumps(d))) for d in hits), revision, corrupt)
+    return RecordList((Container(d) for d in hits), revision, corrupt)
 
 
 class _Repository(Generic[R]):
@@ -117,7 +120,10 @@ class _Repository(Generic[R]):
         self._engine = store._engine
         self._max = store.max_record_bytes
         self._index_keys = self._keys.index_keys(self.kind)
-        self._type_checks = (*self._index_keys, self._keys.log)
+        self._client = store.client
+        self._record_prefix = self._keys.record_prefix(self.kind)
+        self._name_prefix = self._keys.name_prefix if self.kind == KIND_CONTAINER else ""
+        self._id_index_keys = (self._keys.index(self.kind, "id"),)
 
     # --- decoding --------------------------------------------------------------
     def _decode(self, key: str, raw: Any) -> R:
@@ -131,33 +137,28 @@ class _Repository(Generic[R]):
         Raises InvalidArgumentError (empty or malformed reference), NotFoundError,
         AmbiguousReferenceError, CorruptRecordError.
         """
-        r = parse_reference(ref, self.kind)
-        if r.full_id:
-            key = self._keys.record(self.kind, r.bare)
-            raw = self._engine.read(lambda: self._store.client.get(key), key)
+        if type(ref) is str and len(ref) == _ID_LEN and _FULL_ID.fullmatch(ref):
+            # the common case, in one GET: a full ID needs no parsing or script
+            key = self._record_prefix + ref
+            raw = self._engine.read(functools.partial(self._client.get, key), key)
             if raw is not None:
                 return self._decode(key, raw)
         rid, raw = self._resolve(ref)
-        return self._decode(self._keys.record(self.kind, rid), raw)
+        return self._decode(self._record_prefix + rid, raw)
 
     def _resolve(self, ref: str) -> tuple[str, Any]:
         r = parse_reference(ref, self.kind)
-        reply = self._engine.read(lambda: self._store._resolve_script(
-            keys=[self._keys.index(self.kind, "id")],
-            args=[
-                self._keys.record_prefix(self.kind),
-                self._keys.name_prefix if self.kind == KIND_CONTAINER else "",
-                r.bare, int(r.full_id), int(r.name), int(r.hex_prefix),
-            ],
-        ))
+        args = (self._record_prefix, self._name_prefix, r.bare, int(r.full_id), int(r.name),
+                int(r.hex_prefix))
+        reply = self._engine.read(functools.partial(
+            self._store._resolve_script, self._client, self._id_index_keys, args))
         status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
         if status == "ok":
             return rid, raw
         if status == "ambiguous":
             raise AmbiguousReferenceError(self.kind, ref)
         if status == "wrongtype":
-            raise CorruptRecordError(self._keys.record(self.kind, rid),
-                                     "holds a value of the wrong Redis type")
+            raise CorruptRecordError(self._record_prefix + rid, "holds a value of the wrong Redis type")
         raise NotFoundError(self.kind, ref)
 
     def resolve(self, ref: str) -> str:
@@ -170,7 +171,7 @@ class _Repository(Generic[R]):
         return self._resolve(ref)[0]
 
     def _on_record(self, ref: str, make_body: Callable[[str], Callable[[Tx], Plan]],
-                   type_checks: tuple[str, ...] | None = None, lease: Lease | None = None) -> Any:
+                   lease: Lease | None = None) -> Any:
         """Run a transaction on the record ``ref`` names.
 
         A full ID goes straight to the transaction (no resolving round trip);
@@ -178,7 +179,6 @@ class _Repository(Generic[R]):
         64 hex digits) or prefix.  The body raises NotFoundError when the
         record it reads under WATCH is missing.
         """
-        checks = self._type_checks if type_checks is None else type_checks
         r = parse_reference(ref, self.kind)
         if lease is not None:
             _lease_type(lease)
@@ -186,13 +186,13 @@ class _Repository(Generic[R]):
                 _check_lease(lease, lease.container_id, self._store.namespace)
         if r.full_id and (lease is None or self.kind != KIND_CONTAINER or lease.container_id == r.bare):
             try:
-                return self._engine.transact(make_body(r.bare), checks, _fence(lease))
+                return self._engine.transact(make_body(r.bare), _fence(lease))
             except NotFoundError:
                 pass
         rid = self._resolve(ref)[0]
         if lease is not None and self.kind == KIND_CONTAINER:
             _check_lease(lease, rid)
-        return self._engine.transact(make_body(rid), checks, _fence(lease))
+        return self._engine.transact(make_body(rid), _fence(lease))
 
     def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
         rev, groups = self._store._fetch([(self.kind, "ids", ids)])
@@ -228,7 +228,7 @@ class _Repository(Generic[R]):
                 raise ConflictError(key, expected, current.version)
             return self._plan_update(tx, current, snapshot_of_caller)
 
-        result: R = self._engine.transact(body, self._type_checks, _fence(lease))
+        result: R = self._engine.transact(body, _fence(lease))
         return result
 
     def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None) -> R:
@@ -249,7 +249,8 @@ class _Repository(Generic[R]):
                     raise NotFoundError(self.kind, ref)
                 current: R = self._decode(key, raw)
                 self._check_lease_target(lease, current)
-                working = self._decode(key, raw)  # the caller's private copy
+                # the caller's private copy (validated again below, after fn changed it)
+                working: R = type(current)(orjson.loads(raw))
                 out = fn(working)
                 if out is not None and not isinstance(out, type(current)):
                     raise InvalidArgumentError(f"update function must return a {self.kind} or None")
@@ -262,7 +263,7 @@ class _Repository(Generic[R]):
 
             return body
 
-        result: R = self._on_record(ref, make_body, lease=lease)
+        result: R = self._on_record(ref, make_body, lease)
         return result
 
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
@@ -286,6 +287,7 @@ class _Repository(Generic[R]):
         else:
             data = _codec.encode(_record_of(kind, new), self._max)
             plan.add("SET", rkey, data)
+            _codec.remember_valid(kind, data)  # validated before planning; read back soon
         d = _indexes.diff(kind, old, new)
         for fld, members in d.remove.items():
             plan.add("ZREM", keys.index(kind, fld), *members)
@@ -388,7 +390,7 @@ class Containers(_Repository[Container]):
             plan.finish = lambda revs: _with_revision(Container(new), revs)
             return plan
 
-        result: Container = self._engine.transact(body, self._type_checks)
+        result: Container = self._engine.transact(body)
         return result
 
     def _check_name_free(self, tx: Tx, name: str, holder: str, me: str) -> None:
@@ -481,8 +483,7 @@ class Containers(_Repository[Container]):
 
             return body
 
-        result: Container = self._on_record(
-            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_EXEC)), lease)
+        result: Container = self._on_record(ref, make_body, lease)
         return result
 
     def list(
@@ -569,8 +570,7 @@ class Execs(_Repository[ExecConfig]):
             plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs[:1])
             return plan
 
-        result: ExecConfig = self._engine.transact(
-            body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)), _fence(lease))
+        result: ExecConfig = self._engine.transact(body, _fence(lease))
         return result
 
     def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
@@ -610,8 +610,7 @@ class Execs(_Repository[ExecConfig]):
 
             return body
 
-        result: ExecConfig = self._on_record(
-            ref, make_body, (*self._type_checks, *keys.index_keys(KIND_CONTAINER)), lease)
+        result: ExecConfig = self._on_record(ref, make_body, lease)
         return result
 
     def list(self, container: str | None = None) -> RecordList[ExecConfig]:
@@ -664,14 +663,17 @@ class Store:
                 raise InvalidArgumentError(f"{name} must be a positive integer")
         self.keys = KeySchema(namespace)
         self.namespace = namespace
-        self.client = client
+        #: the caller's client, as given (never closed by the store unless from_url made it)
+        self.user_client = client
+        #: the store's own client: same server and settings, raw bytes, no client-side retries
+        self.client = own_client(client)
         self.changelog_maxlen = changelog_maxlen
         self.max_record_bytes = max_record_bytes
         self._owns_client = False
-        self._engine = Engine(client, conflict_attempts=conflict_attempts,
+        self._engine = Engine(self.client, conflict_attempts=conflict_attempts,
                               unavailable_timeout=unavailable_timeout)
-        self._resolve_script = client.register_script(_load_script("resolve.lua"))
-        self._fetch_script = client.register_script(_load_script("fetch.lua"))
+        self._resolve_script = Script(_load_script("resolve.lua"))
+        self._fetch_script = Script(_load_script("fetch.lua"))
         self.containers = Containers(self)
         self.execs = Execs(self)
         self._locks = LockManager(self, replica_id, wedged_after)
@@ -690,8 +692,10 @@ class Store:
     def close(self) -> None:
         """Stop the lock renewer and close the client if the store created it."""
         self._locks.close()
-        if self._owns_client:
+        if self.client is not self.user_client:
             self.client.close()
+        if self._owns_client:
+            self.user_client.close()
 
     # --- locks -----------------------------------------------------------------------
     def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
@@ -774,7 +778,7 @@ class Store:
                     if ikey not in keys:
                         keys.append(ikey)
                     args += [keys.index(ikey) + 1, rng.min, rng.max]
-        reply = self._engine.read(lambda: self._fetch_script(keys=keys, args=args))
+        reply = self._engine.read(functools.partial(self._fetch_script, self.client, keys, args))
         rev = _s(reply[0])
         out: list[list[tuple[str, Any]]] = []
         i = 1
