@@ -85,6 +85,19 @@ T = TypeVar("T")
 
 
 
+try:  # hiredis packs a command in C; redis-py's packer re-encodes every argument in Python
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency
+    _hiredis_pack = None  # type: ignore[assignment]
+
+
+def _pack(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> Any:
+    """RESP for ``cmds`` (arguments are str, bytes or int only)."""
+    if _hiredis_pack is not None:
+        return [b"".join([_hiredis_pack(c) for c in cmds])]
+    return conn.pack_commands(cmds)
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -185,8 +198,11 @@ class Fence:
             token = int(orjson.loads(lock_raw)["token"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise self.lost("the lock key holds an unreadable value") from None
-        if token != self.token or fence_raw is None:
+        if token != self.token:
             raise self.lost(f"the lock is now held with token {token}")
+        # A missing fence key with our token still in the lock: the container
+        # was deleted (a delete removes the fence key).  We still own the lock;
+        # the body reads the record under WATCH and reports NotFoundError.
 
 
 class Tx:
@@ -208,7 +224,7 @@ class Tx:
         cmds: list[tuple[Any, ...]] = [("WATCH", *watch)]
         cmds.extend(("GET", k) for k in gets)
         try:
-            conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+            conn.send_packed_command(_pack(conn, cmds), check_health=False)
             self.watched = True
             replies: list[Any] = []
             for _ in cmds:
@@ -245,12 +261,13 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, client: redis.Redis, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def __call__(self, execute: Callable[..., Any], keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run through ``execute`` (``Engine.execute`` or a client's ``execute_command``)."""
         try:
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            return execute("EVALSHA", self.sha, len(keys), *keys, *args)
         except rex.NoScriptError:
-            client.execute_command("SCRIPT", "LOAD", self.source)  # type: ignore[no-untyped-call]
-            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+            execute("SCRIPT", "LOAD", self.source)
+            return execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 def own_client(client: redis.Redis) -> redis.Redis:
@@ -325,11 +342,33 @@ class Engine:
         try:
             yield conn
             clean = True
+        except (rex.ResponseError, _Aborted, StateStoreError):
+            # a complete error reply, an aborted EXEC, or a refusal by the body
+            # after UNWATCH: the connection is in step and can be reused
+            clean = True
+            raise
         finally:
             if not clean:
                 # the reply stream or the WATCH state may be out of step: drop it
                 conn.disconnect()  # type: ignore[no-untyped-call]
             self.pool.release(conn)
+
+    def execute(self, *args: Any) -> Any:
+        """One command on a pooled connection, reply unparsed (raw bytes).
+
+        Leaner than ``client.execute_command``; errors are redis-py's, so wrap
+        calls in :meth:`read` for retries and translation.
+        """
+        try:
+            with self._connection() as conn:
+                try:
+                    conn.send_packed_command(_pack(conn, [args]), check_health=False)
+                    return conn.read_response()
+                except _TRANSIENT:
+                    conn.disconnect()
+                    raise
+        except _Unsent as exc:
+            raise exc.cause from None
 
     # --- transactions --------------------------------------------------------------
     def transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
@@ -363,14 +402,12 @@ class Engine:
         )
         # the first attempt already failed: back off once before handing over
         if isinstance(first, _Aborted) and self.conflict_attempts <= 1:
-            raise ConflictError(first.key, first.expected, first.actual, 1,
-                                "the record kept changing")
+            raise ConflictError(first.key, first.expected, first.actual, 1)
         time.sleep(0.0005 if isinstance(first, _Aborted) else 0.01)
         try:
             return retrying(self._attempt, body, fence)
         except _Aborted as exc:
-            raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0],
-                                "the record kept changing") from None
+            raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0]) from None
         except _Unsent as exc:
             raise StoreUnavailableError(
                 f"Redis is unavailable: {exc.cause} (retried for {self.unavailable_timeout:g}s)"
@@ -378,7 +415,7 @@ class Engine:
 
     def _attempt(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
         if not self._apply_loaded:
-            self.read(functools.partial(self.client.execute_command, "SCRIPT", "LOAD", self._apply.source))
+            self.read(functools.partial(self.execute, "SCRIPT", "LOAD", self._apply.source))
             self._apply_loaded = True
         with self._connection() as conn:
             tx = Tx(conn, fence)
@@ -386,9 +423,11 @@ class Engine:
                 plan = body(tx)
             except BaseException:
                 if tx.watched:
-                    with contextlib.suppress(Exception):
+                    try:
                         conn.send_command("UNWATCH", check_health=False)
                         conn.read_response()
+                    except Exception:
+                        conn.disconnect()  # the WATCH may still be on: never reuse it
                 raise
             keys: dict[str, int] = {}
             argv: list[Any] = []
@@ -396,7 +435,7 @@ class Engine:
                 argv += [op, keys.setdefault(key, len(keys) + 1), len(args), *args]
             cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",)]
             try:
-                conn.send_packed_command(conn.pack_commands(cmds), check_health=False)
+                conn.send_packed_command(_pack(conn, cmds), check_health=False)
             except _TRANSIENT as exc:
                 # the server may have received part of the buffer but no EXEC
                 # arrives on a dropped connection, so nothing is applied
@@ -414,6 +453,7 @@ class Engine:
                     raise translate(queued_errors[0] if queued_errors else
                                     rex.ResponseError("EXECABORT"), plan.key) from None
             except _TRANSIENT as exc:
+                conn.disconnect()
                 raise CommitIndeterminateError(plan.key, str(exc)) from None
             if result is None:
                 raise _Aborted(plan.key, plan.expected, plan.actual)

@@ -88,10 +88,7 @@ class ConflictError(StateStoreError):
         attempts: int = 1,
         detail: str = "",
     ) -> None:
-        if actual is None and attempts > 1:
-            msg = f"conflict on {key}: the record kept changing (last read at version {expected})"
-        else:
-            msg = f"conflict on {key}: expected version {expected}, found {actual}"
+        msg = f"conflict on {key}: expected version {expected}, found {actual}"
         if attempts > 1:
             msg += f" after {attempts} attempts"
         if detail:

@@ -176,6 +176,8 @@ def plan(query: Query) -> list[Clause]:
             rngs.append(ix.exact("image", a))
             if not _has_tag(a):
                 rngs.append(ix.exact("image", a + ":latest"))
+            elif a.endswith(":latest"):  # "busybox:latest" is the image "busybox" names
+                rngs.append(ix.exact("image", a[: -len(":latest")]))
             if _HEX_RE.fullmatch(a):
                 rngs.append(ix.prefix("image", "sha256:" + a))
                 rngs.append(ix.prefix("image", a))  # an Image ID stored without "sha256:"
@@ -349,6 +351,8 @@ def matches(
 
 def _ancestor_match(a: str, image: str, image_id: str) -> bool:
     if a == image or (not _has_tag(a) and image == a + ":latest"):
+        return True
+    if a.endswith(":latest") and not _has_tag(image) and image + ":latest" == a:
         return True
     if image_id:
         if a.startswith("sha256:"):

@@ -20,6 +20,7 @@ Layout (documented for operators in docs/schema.md)::
     ss:{ns}:log           stream   change log (one entry per changed record)
     ss:{ns}:lock:<id>     string   a container's action lock (JSON holder, with TTL)
     ss:{ns}:lockwake:<id> list     wake-up signal pushed on release (short TTL)
+    ss:{ns}:lockwait:<id> string   set while someone waits for the lock (short TTL)
     ss:{ns}:lockseq       string   fencing-token counter (INCR; never reset)
     ss:{ns}:lockfence:<id> string  token of the lock's current owner (changes only on acquire)
 """
@@ -120,6 +121,9 @@ class KeySchema:
 
     def lock_fence(self, container_id: str) -> str:
         return f"{self.base}lockfence:" + _safe(container_id)
+
+    def lock_waiters(self, container_id: str) -> str:
+        return f"{self.base}lockwait:" + _safe(container_id)
 
     def lock_wake(self, container_id: str) -> str:
         return f"{self.base}lockwake:" + _safe(container_id)

@@ -117,6 +117,7 @@ class Lease:
         self._on_lost = on_lost
         self._lost_reason: str | None = None
         self._released = False
+        self._release_result: bool | None = None
         self._mutex = threading.Lock()
 
     # --- state -------------------------------------------------------------------
@@ -169,12 +170,23 @@ class Lease:
 
     # --- release -------------------------------------------------------------------
     def release(self) -> bool:
-        """Release the lock.  False (and ``lost``) if it had already expired or moved on."""
-        if self._released:
-            return self._lost_reason is None
-        self._released = True
-        self._manager._forget(self)
-        ok = self._manager._release(self)
+        """Release the lock.  False (and ``lost``) if it had already expired or moved on.
+
+        Idempotent: later calls return the first call's answer.  If Redis cannot
+        be reached the error propagates and the lease stays held (and renewed),
+        so the caller may retry; the lock expires by its TTL otherwise.
+        """
+        with self._mutex:
+            if self._released:
+                return bool(self._release_result)
+            self._released = True
+        try:
+            ok = self._manager._release(self)
+        except BaseException:
+            with self._mutex:
+                self._released = False
+            raise
+        self._release_result = ok
         if not ok:
             self._mark_lost("it had expired before it was released")
         return ok
@@ -256,15 +268,18 @@ class LockManager:
         keys = self.store.keys
         lock_key, wake_key = keys.lock(cid), keys.lock_wake(cid)
         ttl_ms = max(1, int(ttl * 1000))
-        holder = orjson.dumps(self.holder)
+        wait_flag_ms = int(self._max_block * 1000) + 200  # outlives one BLPOP of ours
+        # the holder JSON after '{"token":N,"acquired_ms":M,' (the script writes those)
+        holder = orjson.dumps({**self.holder, "ttl_ms": ttl_ms})[1:]
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         engine = self.store._engine
         while True:
             t0 = time.monotonic()
             status, value = engine.read(functools.partial(
-                self._acquire_script, self._client,
-                (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid)), (ttl_ms, holder)))
+                self._acquire_script, self.store._engine.execute,
+                (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid), keys.lock_waiters(cid)),
+                (ttl_ms, holder, wait_flag_ms)))
             status, value = int(status), int(value)
             if status == 1:
                 lease = Lease(self, cid, value, ttl, t0, on_lost)
@@ -301,8 +316,9 @@ class LockManager:
     def _release(self, lease: Lease) -> bool:
         keys = self.store.keys
         ok = self.store._engine.read(functools.partial(
-            self._release_script, self._client,
-            (keys.lock(lease.container_id), keys.lock_wake(lease.container_id)), (lease.token, _WAKE_TTL_MS)))
+            self._release_script, self.store._engine.execute,
+            (keys.lock(lease.container_id), keys.lock_wake(lease.container_id),
+             keys.lock_waiters(lease.container_id)), (lease.token, _WAKE_TTL_MS)))
         return bool(int(ok))
 
     # --- renewal ---------------------------------------------------------------------
@@ -321,8 +337,6 @@ class LockManager:
             if wake:
                 self._cond.notify()
 
-    def _forget(self, lease: Lease) -> None:
-        """Released leases are dropped lazily when they come up in the heap (no wake-up)."""
 
     def _run(self) -> None:
         while True:
@@ -350,7 +364,7 @@ class LockManager:
         keys = self.store.keys
         t0 = time.monotonic()
         try:
-            ok = int(self._renew_script(self._renew_client, (keys.lock(lease.container_id),),
+            ok = int(self._renew_script(self._renew_client.execute_command, (keys.lock(lease.container_id),),
                                         (lease.token, max(1, int(lease.ttl * 1000)))))
         except Exception as exc:  # Redis unreachable: keep trying until the deadline
             if time.monotonic() >= lease._valid_until:

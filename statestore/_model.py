@@ -135,6 +135,27 @@ _JSON_NAMES: Final[dict[type, str]] = {str: "string", int: "integer", bool: "boo
                                        list: "array"}
 
 
+# (field, type, optional) of the parts of a container the store reads
+_TOP_FIELDS: Final = (("Created", str, False), ("Image", str, True), ("State", dict, False),
+                      ("Config", dict, False), ("HostConfig", dict, True), ("NetworkSettings", dict, True),
+                      ("Mounts", list, True))
+_STATE_FIELDS: Final = tuple((f, bool, True) for f in (
+    "Running", "Paused", "Restarting", "OOMKilled", "Dead", "RemovalInProgress")) + (
+    ("Pid", int, True), ("ExitCode", int, True), ("StartedAt", str, True), ("FinishedAt", str, True),
+    ("Error", str, True), ("Status", str, True), ("Health", dict, True))
+_CONFIG_FIELDS: Final = (("Image", str, False), ("ExposedPorts", dict, True))
+
+
+def _check(doc: dict[str, Any], spec: tuple[tuple[str, type, bool], ...], where: str) -> None:
+    """``_expect`` for many fields, with the common (valid) case kept cheap."""
+    get = doc.get
+    for key, typ, optional in spec:
+        value = get(key)
+        if type(value) is typ or (value is None and optional):
+            continue
+        _expect(doc, key, typ, optional=optional, where=where)  # subclasses, or raise
+
+
 def _port_map(doc: dict[str, Any], key: str, where: str) -> None:
     ports = _expect(doc, key, dict, optional=True, where=where)
     for port, bindings in (ports or {}).items():
@@ -339,9 +360,14 @@ class _Record:
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
         """Build a record from an inspect-shaped mapping (deep-copied, validated)."""
         try:
-            doc = orjson.loads(orjson.dumps(data))
+            doc = orjson.loads(orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME
+                                            | orjson.OPT_PASSTHROUGH_DATACLASS))
         except TypeError as exc:
             raise InvalidArgumentError(f"record is not plain JSON data: {exc}") from None
+        if doc != data:
+            # orjson writes UUIDs, enums, NaN, tuples... as something else: not the
+            # JSON the caller gave, so refuse rather than store a surprise
+            raise InvalidArgumentError("record is not plain JSON data (dicts, lists, str, int, float, bool, None)")
         if not isinstance(doc, dict):
             raise InvalidArgumentError("record must be a JSON object")
         meta = doc.setdefault(META, {})
@@ -514,23 +540,16 @@ class Container(_Record):
         super().validate()
         d = self._d
         normalize_name(d.get("Name"))
-        _expect(d, "Created", str)
-        _expect(d, "Image", str, optional=True)
-        state = _expect(d, "State", dict)
-        for flag in ("Running", "Paused", "Restarting", "OOMKilled", "Dead", "RemovalInProgress"):
-            _expect(state, flag, bool, optional=True, where="State")
-        for num in ("Pid", "ExitCode"):
-            _expect(state, num, int, optional=True, where="State")
-        for ts in ("StartedAt", "FinishedAt", "Error", "Status"):
-            _expect(state, ts, str, optional=True, where="State")
-        health = _expect(state, "Health", dict, optional=True, where="State")
+        _check(d, _TOP_FIELDS, "")
+        state = d["State"]
+        _check(state, _STATE_FIELDS, "State")
+        health = state.get("Health")
         if health is not None:
             _expect(health, "Status", str, where="State.Health")
-        cfg = _expect(d, "Config", dict)
+        cfg = d["Config"]
+        _check(cfg, _CONFIG_FIELDS, "Config")
         validate_labels(cfg.get("Labels"))
-        _expect(cfg, "Image", str, where="Config")
-        _expect(cfg, "ExposedPorts", dict, optional=True, where="Config")
-        hc = _expect(d, "HostConfig", dict, optional=True)
+        hc = d.get("HostConfig")
         if hc is not None:
             _port_map(hc, "PortBindings", "HostConfig")
         ns = _expect(d, "NetworkSettings", dict, optional=True)
@@ -540,7 +559,7 @@ class Container(_Record):
                 if not isinstance(settings, dict) or not isinstance(settings.get("NetworkID", ""), str):
                     raise InvalidArgumentError(f"NetworkSettings.Networks[{net!r}] must be an endpoint object")
             _port_map(ns, "Ports", "NetworkSettings")
-        mounts = _expect(d, "Mounts", list, optional=True)
+        mounts = d.get("Mounts")
         if mounts is not None and not all(isinstance(m, dict) for m in mounts):
             raise InvalidArgumentError("Mounts must be a list of objects")
         ids = d.get("ExecIDs")

@@ -140,7 +140,7 @@ class _Repository(Generic[R]):
         if type(ref) is str and len(ref) == _ID_LEN and _FULL_ID.fullmatch(ref):
             # the common case, in one GET: a full ID needs no parsing or script
             key = self._record_prefix + ref
-            raw = self._engine.read(functools.partial(self._client.get, key), key)
+            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
             if raw is not None:
                 return self._decode(key, raw)
         rid, raw = self._resolve(ref)
@@ -151,7 +151,7 @@ class _Repository(Generic[R]):
         args = (self._record_prefix, self._name_prefix, r.bare, int(r.full_id), int(r.name),
                 int(r.hex_prefix))
         reply = self._engine.read(functools.partial(
-            self._store._resolve_script, self._client, self._id_index_keys, args))
+            self._store._resolve_script, self._engine.execute, self._id_index_keys, args))
         status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
         if status == "ok":
             return rid, raw
@@ -159,6 +159,8 @@ class _Repository(Generic[R]):
             raise AmbiguousReferenceError(self.kind, ref)
         if status == "wrongtype":
             raise CorruptRecordError(self._record_prefix + rid, "holds a value of the wrong Redis type")
+        if status == "wrongname":
+            raise CorruptRecordError(self._name_prefix + rid, "holds a value of the wrong Redis type")
         raise NotFoundError(self.kind, ref)
 
     def resolve(self, ref: str) -> str:
@@ -186,13 +188,13 @@ class _Repository(Generic[R]):
                 _check_lease(lease, lease.container_id, self._store.namespace)
         if r.full_id and (lease is None or self.kind != KIND_CONTAINER or lease.container_id == r.bare):
             try:
-                return self._engine.transact(make_body(r.bare), _fence(lease))
+                return self._transact(make_body(r.bare), _fence(lease))
             except NotFoundError:
                 pass
         rid = self._resolve(ref)[0]
         if lease is not None and self.kind == KIND_CONTAINER:
             _check_lease(lease, rid)
-        return self._engine.transact(make_body(rid), _fence(lease))
+        return self._transact(make_body(rid), _fence(lease))
 
     def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
         rev, groups = self._store._fetch([(self.kind, "ids", ids)])
@@ -228,7 +230,7 @@ class _Repository(Generic[R]):
                 raise ConflictError(key, expected, current.version)
             return self._plan_update(tx, current, snapshot_of_caller)
 
-        result: R = self._engine.transact(body, _fence(lease))
+        result: R = self._transact(body, _fence(lease))
         return result
 
     def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None) -> R:
@@ -265,6 +267,24 @@ class _Repository(Generic[R]):
 
         result: R = self._on_record(ref, make_body, lease)
         return result
+
+    def _transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
+        """``engine.transact``, and when optimistic retries run out, the version now stored."""
+        try:
+            return self._engine.transact(body, fence)
+        except ConflictError as exc:
+            if exc.actual is not None:
+                raise
+            try:
+                raw = self._engine.read(functools.partial(self._engine.execute, "GET", exc.key), exc.key)
+                kind = KIND_CONTAINER if exc.key.startswith(self._keys.record_prefix(KIND_CONTAINER)) \
+                    else KIND_EXEC
+                actual = None if raw is None else _codec.decode_document(kind, exc.key, raw, self._max)[
+                    META]["Version"]
+            except StateStoreError:
+                raise exc from None
+            raise ConflictError(exc.key, exc.expected, actual, exc.attempts,
+                                "the record kept changing" if actual is not None else "the record is gone") from None
 
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
         if lease is not None:
@@ -358,7 +378,10 @@ class Containers(_Repository[Container]):
             )
         _validate(container)
         auto = getattr(container, "_auto_name", False)
-        doc = container.to_dict()
+        try:
+            doc = container.to_dict()
+        except orjson.JSONEncodeError as exc:
+            raise InvalidArgumentError(f"container is not plain JSON data: {exc}") from None
         attempt = 0
         while True:
             try:
@@ -390,7 +413,7 @@ class Containers(_Repository[Container]):
             plan.finish = lambda revs: _with_revision(Container(new), revs)
             return plan
 
-        result: Container = self._engine.transact(body)
+        result: Container = self._transact(body)
         return result
 
     def _check_name_free(self, tx: Tx, name: str, holder: str, me: str) -> None:
@@ -570,7 +593,7 @@ class Execs(_Repository[ExecConfig]):
             plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs[:1])
             return plan
 
-        result: ExecConfig = self._engine.transact(body, _fence(lease))
+        result: ExecConfig = self._transact(body, _fence(lease))
         return result
 
     def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
@@ -778,7 +801,7 @@ class Store:
                     if ikey not in keys:
                         keys.append(ikey)
                     args += [keys.index(ikey) + 1, rng.min, rng.max]
-        reply = self._engine.read(functools.partial(self._fetch_script, self.client, keys, args))
+        reply = self._engine.read(functools.partial(self._fetch_script, self._engine.execute, keys, args))
         rev = _s(reply[0])
         out: list[list[tuple[str, Any]]] = []
         i = 1

@@ -309,7 +309,7 @@ def test_exited_filter_needs_a_started_container_even_when_dead() -> None:
         ("nginx", "", "nginx", True),
         ("nginx:latest", "", "nginx", True),
         ("nginx:latest", "", "nginx:latest", True),
-        ("nginx", "", "nginx:latest", False),
+        ("nginx", "", "nginx:latest", True),  # "nginx:latest" names the image "nginx" does
         ("nginx:1.27", "", "nginx", False),
         ("nginx:1.27", "", "nginx:1.27", True),
         ("nginx:1.27", "", "nginx:1.2", False),

@@ -484,10 +484,7 @@ def test_container_delete_removes_everything_but_the_log(store: Store, client: r
     assert store.containers.create(new("web")).name == "web"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: when update()'s optimistic retries run out, ConflictError.actual is None "
-    "(_engine.py: _Aborted carries plan.actual, which no body sets) although the record "
-    "exists; the docstring says None means the record is gone"))
+# regression test (was a strict xfail before the fix)
 def test_conflict_after_exhausted_retries_reports_the_actual_version(store: Store) -> None:
     store.containers.create(new("web"))
     impatient = Store(store.client, store.namespace, conflict_attempts=2)

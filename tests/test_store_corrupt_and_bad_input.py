@@ -469,11 +469,7 @@ def test_a_store_needs_a_redis_client() -> None:
 
 @pytest.mark.parametrize("via", [
     "update",
-    pytest.param("create", marks=pytest.mark.xfail(strict=True, reason=(
-        "BUG: create() of a Container holding a non-JSON value (a set in Config.Env) raises "
-        "orjson.JSONEncodeError (TypeError) instead of InvalidArgumentError: _store.py "
-        "Containers.create calls container.to_dict() (orjson round trip, _model.py _Record.to_dict) "
-        "before any guarded encode; update() was fixed by guarding _codec.encode"))),
+    "create",  # regression: create() once leaked orjson.JSONEncodeError
 ])
 def test_non_json_values_are_an_invalid_argument(store: Store, client: redis.Redis, namespace: str,
                                                  via: str) -> None:

@@ -279,10 +279,7 @@ def test_exited_filter_includes_started_dead_and_removing_containers(ps: Store) 
     check(ps, {"exited": "0", "status": "dead"}, True, {"dead"})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: ancestor=busybox:latest does not match a container created from 'busybox' "
-    "(_filters._ancestor_match and plan(): an untagged image is only expanded on the filter side); "
-    "Docker resolves both to the same image"))
+# regression test (was a strict xfail before the fix)
 def test_ancestor_with_latest_tag_matches_an_untagged_image(ps: Store) -> None:
     check(ps, {"ancestor": "busybox:latest"}, True, {"healthy", "sick"})
 

@@ -3,7 +3,8 @@
 -- ARGV[1]  record key prefix      ARGV[2] name key prefix ('' for execs)
 -- ARGV[3]  bare reference         ARGV[4] '1' if it is a full 64-hex ID
 -- ARGV[5]  '1' if it may be a name ARGV[6] '1' if it may be an ID prefix
--- Returns {status, id, raw}; status is 'ok', 'notfound', 'ambiguous' or 'wrongtype'.
+-- Returns {status, id, raw}; status is 'ok', 'notfound', 'ambiguous', 'wrongtype'
+-- (record key) or 'wrongname' (name key; id is then the name).
 -- Every key touched shares the namespace's hash tag, so the script is single-slot.
 local function fetch(id)
   local ok, raw = pcall(redis.call, 'GET', ARGV[1] .. id)
@@ -18,7 +19,8 @@ if ARGV[4] == '1' then
 end
 if ARGV[5] == '1' then
   local ok, id = pcall(redis.call, 'GET', ARGV[2] .. ref)
-  if ok and id then
+  if not ok then return {'wrongname', ref, ''} end
+  if id then
     local r = fetch(id)
     if r then return r end
   end
