@@ -245,6 +245,7 @@ class LockManager:
         sock_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block = 1.0 if not sock_timeout else max(0.01, float(sock_timeout) * 0.8)
         self._heap: list[tuple[float, int, Lease]] = []
+        self._next_wake = float("inf")  # when the renewer thread will next wake by itself
         self._seq = itertools.count()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -327,31 +328,35 @@ class LockManager:
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
                 self._closed = False
+                self._heap = [e for e in self._heap if not e[2].released]
+                self._next_wake = float("inf")
                 self._thread = threading.Thread(target=self._run, name="statestore-lock-renewer",
                                                 daemon=True)
                 self._thread.start()
             due = lease.acquired_at + lease.ttl / 3
-            # wake the renewer only if this lease is due before everything it waits for
-            wake = not self._heap or due < self._heap[0][0]
             heapq.heappush(self._heap, (due, next(self._seq), lease))
-            if wake:
+            # wake the renewer only if it would otherwise sleep past this lease's
+            # due time: short-lived leases cost no thread switch at all
+            if due < self._next_wake:
+                self._next_wake = due
                 self._cond.notify()
-
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while not self._closed:
                     now = time.monotonic()
-                    # drop released leases at the top so they do not keep us awake
-                    while self._heap and (self._heap[0][2].released or self._heap[0][2]._lost_reason):
-                        heapq.heappop(self._heap)
                     if self._heap and self._heap[0][0] <= now:
                         break
+                    # released leases stay in the heap until they come due (then
+                    # they are skipped): dropping them early would mean waking up
+                    self._next_wake = self._heap[0][0] if self._heap else float("inf")
                     self._cond.wait(None if not self._heap else self._heap[0][0] - now)
                 if self._closed:
                     return
                 _, _, lease = heapq.heappop(self._heap)
+            if lease.released or lease._lost_reason is not None:
+                continue
             next_due = self._renew(lease)
             if next_due is not None:
                 with self._cond:
