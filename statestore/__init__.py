@@ -12,11 +12,13 @@ from ._errors import (
     CommitIndeterminateError,
     ConflictError,
     CorruptRecordError,
+    HistoryTrimmedError,
     InconsistentStoreError,
     InvalidArgumentError,
     InvalidStateError,
     LockLostError,
     LockTimeoutError,
+    LogRegressionError,
     NameInUseError,
     NotFoundError,
     SchemaVersionError,
@@ -37,6 +39,8 @@ from ._model import (
     State,
 )
 from ._store import Containers, Execs, RecordList, Snapshot, Store
+from ._view import View
+from ._watch import Event, Watch, parse_revision
 
 __version__ = "0.1.0"
 
@@ -49,6 +53,9 @@ __all__ = [
     "RecordList",
     "Lease",
     "LockInfo",
+    "Watch",
+    "Event",
+    "View",
     # records
     "Container",
     "ExecConfig",
@@ -60,6 +67,7 @@ __all__ = [
     "ProcessConfig",
     # helpers
     "parse_filter_args",
+    "parse_revision",
     # errors
     "StateStoreError",
     "AlreadyExistsError",
@@ -67,11 +75,13 @@ __all__ = [
     "CommitIndeterminateError",
     "ConflictError",
     "CorruptRecordError",
+    "HistoryTrimmedError",
     "InconsistentStoreError",
     "InvalidArgumentError",
     "InvalidStateError",
     "LockLostError",
     "LockTimeoutError",
+    "LogRegressionError",
     "NameInUseError",
     "NotFoundError",
     "SchemaVersionError",

@@ -156,9 +156,9 @@ class Plan:
     """What one transaction writes, produced by a body from what it read.
 
     ``commands`` are ``(name, key, *args)`` with name SET, DEL, ZADD, ZREM or
-    XADD; the engine applies them in order with ``apply.lua`` inside MULTI/EXEC.
-    The IDs of the XADDs, in order, are the commit's revisions; ``finish``
-    turns them into the value the transaction returns.
+    EVENT; the engine applies them in order with ``apply.lua`` inside MULTI/EXEC.
+    The IDs of the change-log entries, in order, are the commit's revisions;
+    ``finish`` turns them into the value the transaction returns.
     """
 
     key: str
@@ -432,7 +432,10 @@ class Engine:
             keys: dict[str, int] = {}
             argv: list[Any] = []
             for op, key, *args in plan.commands:
-                argv += [op, keys.setdefault(key, len(keys) + 1), len(args), *args]
+                ki = keys.setdefault(key, len(keys) + 1)
+                if op == "EVENT":  # its first argument is a key too: the sequence counter
+                    args[0] = keys.setdefault(args[0], len(keys) + 1)
+                argv += [op, ki, len(args), *args]
             cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",)]
             try:
                 conn.send_packed_command(_pack(conn, cmds), check_health=False)

@@ -192,3 +192,37 @@ class LockLostError(StateStoreError):
         self.container_id = container_id
         self.token = token
         self.reason = reason
+
+
+class HistoryTrimmedError(StateStoreError):
+    """The change log no longer holds the events after ``since``: relist, then watch again.
+
+    Like etcd's "required revision has been compacted" and Kubernetes' 410 Gone.
+    ``first_available`` is the oldest revision still in the log (None if it is empty).
+    """
+
+    def __init__(self, since: str, first_available: str | None, missing: int | None = None) -> None:
+        what = f"{missing} event(s) after revision {since}" if missing else f"revision {since}"
+        super().__init__(
+            f"the change log was trimmed past {what} (oldest available: {first_available}); "
+            "take a new snapshot and watch from its revision"
+        )
+        self.since = since
+        self.first_available = first_available
+        self.missing = missing
+
+
+class LogRegressionError(StateStoreError):
+    """The change log went backwards (e.g. a failover to a replica that missed writes).
+
+    A watcher never serves older state as newer: it stops and the caller relists.
+    """
+
+    def __init__(self, last_revision: str, found_revision: str, last_seq: int | None,
+                 found_seq: int | None) -> None:
+        super().__init__(
+            f"the change log went backwards: after revision {last_revision} (seq {last_seq}) came "
+            f"{found_revision} (seq {found_seq}); relist from a new snapshot"
+        )
+        self.last_revision = last_revision
+        self.found_revision = found_revision

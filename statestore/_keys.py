@@ -18,6 +18,7 @@ Layout (documented for operators in docs/schema.md)::
     ss:{ns}:idx:c:<field> zset     container indexes (all scores 0, lex order)
     ss:{ns}:idx:x:<field> zset     exec indexes
     ss:{ns}:log           stream   change log (one entry per changed record)
+    ss:{ns}:logseq        string   change-log sequence counter (INCR per entry; gap detection)
     ss:{ns}:lock:<id>     string   a container's action lock (JSON holder, with TTL)
     ss:{ns}:lockwake:<id> list     wake-up signal pushed on release (short TTL)
     ss:{ns}:lockwait:<id> string   set while someone waits for the lock (short TTL)
@@ -110,6 +111,25 @@ class KeySchema:
     @property
     def log(self) -> str:
         return f"{self.base}log"
+
+    @property
+    def log_seq(self) -> str:
+        return f"{self.base}logseq"
+
+    # pub/sub channels (not keys, but named the same way) ------------------------
+    def channel(self, kind: str, record_id: str) -> str:
+        """The channel a record's change events are published on."""
+        if kind not in _KIND_TAG:
+            raise InvalidArgumentError(f"no record kind {kind!r}")
+        return f"{self.base}ev:{kind}:" + _safe(record_id)
+
+    def channel_pattern(self, kind: str | None = None) -> str:
+        """A PSUBSCRIBE pattern for every record of ``kind`` (or every event of the namespace)."""
+        if kind is None:
+            return f"{self.base}ev:*"
+        if kind not in _KIND_TAG:
+            raise InvalidArgumentError(f"no record kind {kind!r}")
+        return f"{self.base}ev:{kind}:*"
 
     # locks ---------------------------------------------------------------------
     @property

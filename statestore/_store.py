@@ -39,6 +39,8 @@ from ._model import META, Container, ExecConfig, _Record, normalize_name, valida
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
 from ._state import derive_status
+from ._view import View
+from ._watch import Watch
 
 log = logging.getLogger("statestore")
 
@@ -319,7 +321,7 @@ class _Repository(Generic[R]):
         doc = new if new is not None else old
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
-        plan.log(*self._store._xadd(etype, kind, doc, data))
+        plan.log(*self._store._event(etype, kind, doc, data))
 
 
 def _fence(lease: Lease | None) -> Fence | None:
@@ -382,6 +384,8 @@ class Containers(_Repository[Container]):
             doc = container.to_dict()
         except orjson.JSONEncodeError as exc:
             raise InvalidArgumentError(f"container is not plain JSON data: {exc}") from None
+        if doc != container._d:  # orjson converted something (UUID, NaN, tuple...)
+            raise InvalidArgumentError("container is not plain JSON data (dicts, lists, str, int, float, bool, None)")
         attempt = 0
         while True:
             try:
@@ -733,6 +737,36 @@ class Store:
         """
         return self._locks.acquire(ref, ttl, timeout, on_lost)
 
+    # --- change notifications ---------------------------------------------------------
+    def watch(
+        self,
+        since: str | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        labels: Iterable[str] | None = None,
+        types: Iterable[str] | None = None,
+        block: float = 1.0,
+        reconnect_timeout: float | None = None,
+    ) -> Watch:
+        """Events committed after revision ``since``, in commit order, each once (blocking iterator).
+
+        ``since=None`` starts from now; ``"0-0"`` from the start of the log.
+        Raises HistoryTrimmedError when the log no longer reaches back to
+        ``since`` (relist with ``snapshot()`` and watch from its revision),
+        LogRegressionError when the log went backwards.  Filters: ``kinds``
+        (container, exec), ``ids`` (record or container IDs), ``labels``
+        (``key`` or ``key=value``, all must hold), ``types`` (create, update,
+        delete).  A lost connection is re-established with backoff, for at most
+        ``reconnect_timeout`` seconds (None: indefinitely).
+        """
+        return Watch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, block=block,
+                     reconnect_timeout=reconnect_timeout)
+
+    def view(self) -> View:
+        """A local, watch-fed copy of every record of the namespace (see ``View``)."""
+        return View(self)
+
     def locks(self) -> list[LockInfo]:
         """Every held action lock of the namespace, oldest first (for operators)."""
         return self._locks.locks()
@@ -767,18 +801,31 @@ class Store:
         )
 
     # --- internals shared by the repositories -----------------------------------------
-    def _xadd(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None) -> tuple[Any, ...]:
-        """The change-log entry of one record change (``data``: its encoding, if known)."""
+    def _event(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None) -> tuple[Any, ...]:
+        """The plan op that logs and publishes one record change (see apply.lua's EVENT).
+
+        ``data`` is the record's encoding when the commit already has it.
+        """
         if kind == KIND_CONTAINER:
             rid, name = doc["Id"], doc["Name"][1:]
             status = derive_status(doc["State"])
+            extra: dict[str, Any] = {"image": (doc.get("Config") or {}).get("Image") or "",
+                                     "labels": (doc.get("Config") or {}).get("Labels") or {}}
+            container = rid
         else:
             rid, name = doc["ID"], ""
             status = ExecConfig(doc).status
+            container = doc.get("ContainerID") or ""
+            extra = {}
+        version = doc[META]["Version"]
+        payload = orjson.dumps({"namespace": self.namespace, "type": etype, "kind": kind, "id": rid,
+                                "name": name, "container": container, "version": version,
+                                "status": status, **extra})
         return (
-            "XADD", self.keys.log, "MAXLEN", "~", self.changelog_maxlen, "*",
-            "type", etype, "kind", kind, "id", rid, "name", name,
-            "version", doc[META]["Version"], "status", status,
+            "EVENT", self.keys.log, self.keys.log_seq, self.changelog_maxlen,
+            self.keys.channel(kind, rid), payload[:-1] + b",",
+            "type", etype, "kind", kind, "id", rid, "name", name, "container", container,
+            "version", version, "status", status,
             "record", data if data is not None else orjson.dumps(doc),
         )
 

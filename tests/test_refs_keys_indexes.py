@@ -170,9 +170,12 @@ def _all_keys(ks: KeySchema) -> list[str]:
         elif name == "index":
             out += [ks.index("container", f) for f in _keys.CONTAINER_INDEX_FIELDS]
             out += [ks.index("exec", f) for f in _keys.EXEC_INDEX_FIELDS]
-        elif name in ("record", "record_prefix"):
+        elif name in ("record", "record_prefix", "channel"):
             for kind in ("container", "exec"):
                 out.append(attr(ks, kind, ID_A) if len(params) == 2 else attr(ks, kind))
+        elif name == "channel_pattern":
+            # channels are not keys, but follow the keyspace (and its hash tag) all the same
+            out += [ks.channel_pattern(), ks.channel_pattern("container"), ks.channel_pattern("exec")]
         elif len(params) == 1:
             out.append(attr(ks, "web" if name == "name" else ID_A))
         else:  # pragma: no cover - a new kind of key builder: make this test learn about it

@@ -30,7 +30,7 @@ from statestore import (
 from statestore._names import generate_name
 from tests.conftest import dump_namespace
 
-LOG_FIELDS = {b"type", b"kind", b"id", b"name", b"version", b"status", b"record"}
+LOG_FIELDS = {b"seq", b"type", b"kind", b"id", b"name", b"container", b"version", b"status", b"record"}
 
 
 def new(name: str | None = None, **kw: Any) -> Container:
@@ -470,7 +470,7 @@ def test_container_delete_removes_everything_but_the_log(store: Store, client: r
     gone = store.containers.delete("web")
     assert gone.id == c.id
     assert gone.exec_ids == [x.id for x in xs]
-    assert list(dump_namespace(client, namespace)) == [store.keys.log.encode()]
+    assert sorted(dump_namespace(client, namespace)) == sorted([store.keys.log.encode(), store.keys.log_seq.encode()])
     # one entry per removed record: three execs and the container
     tail = log_entries(client, store)[n_before:]
     assert [(f["type"], f["kind"]) for _, f in tail] == [(b"delete", b"exec")] * 3 + [(b"delete", b"container")]

@@ -2,13 +2,19 @@
 -- MULTI/EXEC (so the WATCH taken before still decides whether it runs at all).
 -- KEYS   every key the commit writes
 -- ARGV   a flat list of operations: name, key index (into KEYS), argument
---        count, arguments...  Names: SET, DEL, ZADD, ZREM, XADD.
+--        count, arguments...  Names: SET, DEL, ZADD, ZREM, and EVENT.
+-- EVENT appends one change event: key = the change log (stream); arguments =
+--        sequence-counter key index, MAXLEN, channel, payload head, then the
+--        stream entry's field/value pairs.  It takes the next sequence number
+--        (INCR), XADDs the entry with a "seq" field first, and PUBLISHes
+--        payload head .. '"seq":N,"revision":"<entry id>"}' on the channel, so
+--        the notification carries the revision a watcher resumes from.
 -- Before writing anything it checks that every sorted set and stream it is
 -- about to touch has the right type (Redis does not roll back a MULTI or a
 -- script whose command fails half-way), so a key an operator replaced with
 -- another type aborts the commit with nothing written.
--- Returns the IDs of the XADDs, in order: the commit's change-log revisions.
-local want = {ZADD = 'zset', ZREM = 'zset', XADD = 'stream'}
+-- Returns the IDs of the change-log entries, in order: the commit's revisions.
+local want = {ZADD = 'zset', ZREM = 'zset', EVENT = 'stream'}
 local i = 1
 while i <= #ARGV do
   local w = want[ARGV[i]]
@@ -27,9 +33,15 @@ while i <= #ARGV do
   local op = ARGV[i]
   local key = KEYS[tonumber(ARGV[i + 1])]
   local n = tonumber(ARGV[i + 2])
-  local r = redis.call(op, key, unpack(ARGV, i + 3, i + 2 + n))
-  if op == 'XADD' then
-    out[#out + 1] = r
+  if op == 'EVENT' then
+    local a = i + 3
+    local seq = redis.call('INCR', KEYS[tonumber(ARGV[a])])
+    local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 1], '*', 'seq', seq,
+      unpack(ARGV, a + 4, i + 2 + n))
+    redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3] .. '"seq":' .. seq .. ',"revision":"' .. id .. '"}')
+    out[#out + 1] = id
+  else
+    redis.call(op, key, unpack(ARGV, i + 3, i + 2 + n))
   end
   i = i + 3 + n
 end

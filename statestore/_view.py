@@ -1,0 +1,271 @@
+"""A watch-fed local view of a namespace (the informer pattern).
+
+Theory of operation
+-------------------
+``View`` lists every record at a revision (``snapshot``: one atomic script),
+then applies the change log from that revision (``watch``) in a background
+thread.  Lookups and lists are served from memory with the store's rules and
+errors (exact ID, exact name, unique ID prefix; ``docker ps`` filters), so a
+replica answers ``ps``/``inspect`` without a round trip.
+
+* Records are kept as their stored bytes and decoded on every read, so each
+  caller gets its own copy, as from the store.
+* A record is replaced only by a strictly newer version, so the view never
+  shows a record older than one it showed before -- not even across a relist.
+* When the log was trimmed past the view's position (HistoryTrimmedError) or
+  went backwards (LogRegressionError), the view relists and continues: newer
+  records replace older ones, records missing from the new list are gone.
+* ``view.revision`` is the last applied revision; ``wait_for(revision)``
+  blocks until the view has caught up with it (read-your-writes: pass the
+  ``revision`` of a record a commit returned).
+"""
+
+from __future__ import annotations
+
+import bisect
+import builtins
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+import orjson
+
+from . import _codec, _filters, _indexes
+from ._errors import (
+    AmbiguousReferenceError,
+    CorruptRecordError,
+    HistoryTrimmedError,
+    LogRegressionError,
+    NotFoundError,
+    StateStoreError,
+)
+from ._keys import KIND_CONTAINER, KIND_EXEC
+from ._model import Container, ExecConfig
+from ._refs import parse_reference
+from ._watch import Event, Watch, revision_key
+
+if TYPE_CHECKING:
+    from ._store import RecordList, Store
+
+log = logging.getLogger("statestore.view")
+
+
+class _Table:
+    """Records of one kind: id -> (version, raw bytes), plus a sorted ID list for prefixes."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[int, bytes]] = {}
+        self.ids: list[str] = []
+        self.names: dict[str, str] = {}      # containers only
+        self.name_of: dict[str, str] = {}
+
+    def put(self, rid: str, version: int, raw: bytes, name: str | None) -> bool:
+        old = self.rows.get(rid)
+        if old is not None and old[0] >= version:
+            return False  # never go back to an older version
+        if old is None:
+            bisect.insort(self.ids, rid)
+        self.rows[rid] = (version, raw)
+        if name is not None:
+            prev = self.name_of.get(rid)
+            if prev is not None and prev != name and self.names.get(prev) == rid:
+                del self.names[prev]
+            self.names[name] = rid
+            self.name_of[rid] = name
+        return True
+
+    def remove(self, rid: str, version: int | None = None) -> None:
+        old = self.rows.get(rid)
+        if old is None or (version is not None and old[0] > version):
+            return
+        del self.rows[rid]
+        i = bisect.bisect_left(self.ids, rid)
+        if i < len(self.ids) and self.ids[i] == rid:
+            self.ids.pop(i)
+        name = self.name_of.pop(rid, None)
+        if name is not None and self.names.get(name) == rid:
+            del self.names[name]
+
+    def resolve(self, ref: str, kind: str) -> str:
+        r = parse_reference(ref, kind)
+        if r.full_id and r.bare in self.rows:
+            return r.bare
+        if r.name and r.bare in self.names:
+            return self.names[r.bare]
+        if r.hex_prefix:
+            i = bisect.bisect_left(self.ids, r.bare)
+            hits = [x for x in self.ids[i:i + 2] if x.startswith(r.bare)]
+            if len(hits) > 1:
+                raise AmbiguousReferenceError(kind, ref)
+            if hits:
+                return hits[0]
+        raise NotFoundError(kind, ref)
+
+
+class View:
+    """An in-process, watch-fed copy of every record of a namespace."""
+
+    def __init__(self, store: Store, *, block: float = 0.5) -> None:
+        self._store = store
+        self._block = block
+        self._containers = _Table()
+        self._execs = _Table()
+        self._cond = threading.Condition()
+        self._revision = "0-0"
+        self._error: BaseException | None = None
+        self._closed = threading.Event()
+        self._watch: Watch | None = None
+        self.relists = 0
+        self._relist()
+        self._thread = threading.Thread(target=self._run, name="statestore-view", daemon=True)
+        self._thread.start()
+
+    # --- feeding --------------------------------------------------------------------
+    def _relist(self) -> None:
+        rev, groups = self._store._fetch([
+            (KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)]),
+            (KIND_EXEC, "ranges", [(_indexes.everything("id"),)]),
+        ])
+        if rev is None:
+            raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
+        fresh: dict[str, list[tuple[str, int, bytes, str | None]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        for kind, pairs in ((KIND_CONTAINER, groups[0]), (KIND_EXEC, groups[1])):
+            for rid, raw in pairs:
+                key = self._store.keys.record(kind, rid)
+                try:
+                    rec = _codec.decode(kind, key, raw, self._store.max_record_bytes)
+                except CorruptRecordError as exc:
+                    log.warning("view: skipping %s", exc)
+                    continue
+                name = rec.name if isinstance(rec, Container) else None
+                fresh[kind].append((rid, rec.version, bytes(raw), name))
+        with self._cond:
+            for kind, table in ((KIND_CONTAINER, self._containers), (KIND_EXEC, self._execs)):
+                seen = set()
+                for rid, version, raw, name in fresh[kind]:
+                    seen.add(rid)
+                    table.put(rid, version, raw, name)
+                for rid in [r for r in table.rows if r not in seen]:
+                    table.remove(rid)  # deleted since the view's position
+            if revision_key(rev) > revision_key(self._revision):
+                self._revision = rev
+            self._cond.notify_all()
+
+    def _apply(self, ev: Event) -> None:
+        table = self._containers if ev.kind == KIND_CONTAINER else self._execs
+        with self._cond:
+            if ev.type == "delete":
+                table.remove(ev.id, ev.version)
+            elif ev.record is not None:
+                table.put(ev.id, ev.version, ev.raw, ev.name if ev.kind == KIND_CONTAINER else None)
+            self._revision = ev.revision
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                self._watch = self._store.watch(since=self._revision, block=self._block)
+                for ev in self._watch:
+                    self._apply(ev)
+                return  # closed
+            except (HistoryTrimmedError, LogRegressionError) as exc:
+                if self._closed.is_set():
+                    return
+                log.warning("view: %s; relisting", exc)
+                self.relists += 1
+                try:
+                    self._relist()
+                except StateStoreError as relist_exc:
+                    self._fail(relist_exc)
+                    return
+            except BaseException as exc:  # the view cannot go on: make waiters and readers see it
+                if not self._closed.is_set():
+                    self._fail(exc)
+                return
+
+    def _fail(self, exc: BaseException) -> None:
+        log.error("view stopped: %s", exc)
+        with self._cond:
+            self._error = exc
+            self._cond.notify_all()
+
+    # --- reading --------------------------------------------------------------------------
+    @property
+    def revision(self) -> str:
+        """The last change-log revision applied to the view."""
+        return self._revision
+
+    def wait_for(self, revision: str, timeout: float | None = None) -> bool:
+        """Block until the view has applied ``revision``; False on timeout."""
+        target = revision_key(revision)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while revision_key(self._revision) < target:
+                if self._error is not None:
+                    raise self._error
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def get(self, ref: str) -> Container:
+        """Like ``store.containers.get``, from memory."""
+        self._check()
+        with self._cond:
+            rid = self._containers.resolve(ref, KIND_CONTAINER)
+            raw = self._containers.rows[rid][1]
+        return Container(orjson.loads(raw))
+
+    def get_exec(self, ref: str) -> ExecConfig:
+        """Like ``store.execs.get``, from memory."""
+        self._check()
+        with self._cond:
+            rid = self._execs.resolve(ref, KIND_EXEC)
+            raw = self._execs.rows[rid][1]
+        return ExecConfig(orjson.loads(raw))
+
+    def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
+             limit: int | None = None) -> RecordList[Container]:
+        """Like ``store.containers.list``, from memory (``.revision`` is the view's)."""
+        from ._store import _finish_list
+
+        self._check()
+        q = _filters.make_query(filters, all, limit)
+        before = self.get(q.values("before")[0]).created if q.values("before") else None
+        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        with self._cond:
+            raws = [raw for _, raw in self._containers.rows.values()]
+            rev = self._revision
+        return _finish_list(q, [orjson.loads(r) for r in raws], rev, (), before, since)
+
+    def execs(self, container: str | None = None) -> builtins.list[ExecConfig]:
+        """Every exec in the view, or those of one container (a reference)."""
+        self._check()
+        cid = self.get(container).id if container is not None else None
+        with self._cond:
+            raws = [raw for _, raw in self._execs.rows.values()]
+        out = [ExecConfig(orjson.loads(r)) for r in raws]
+        return [x for x in out if cid is None or x.container_id == cid]
+
+    def __len__(self) -> int:
+        return len(self._containers.rows)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        self._closed.set()
+        if self._watch is not None:
+            self._watch.close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> View:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

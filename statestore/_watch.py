@@ -1,0 +1,361 @@
+"""Watching the change log: ordered, exactly-once, resumable.
+
+Theory of operation
+-------------------
+Every commit appends one entry per changed record to the namespace's change
+log, a Redis Stream, inside the commit's own MULTI/EXEC (``apply.lua``).  An
+entry's stream ID is its **revision**; entries also carry a **sequence
+number** from a counter incremented in the same script, so consecutive
+entries have consecutive numbers.  Pub/sub notifications are published by
+the same script, but pub/sub drops messages while a subscriber is away, so
+``watch`` reads the stream itself:
+
+* It starts after ``since`` (a revision from a snapshot, a list, a commit or a
+  previous event).  It looks ``since`` up to learn its sequence number; if
+  that entry is gone, the log was trimmed past it and :class:`HistoryTrimmedError`
+  is raised (like etcd's "required revision has been compacted" or the
+  Kubernetes 410 Gone): the caller must relist.  ``since="0-0"`` means "from
+  the very beginning", which is only possible while nothing was trimmed.
+* It then reads with ``XREAD BLOCK`` from the last revision it processed, so
+  entries arrive in commit order, each once.  Each entry's sequence number
+  must be exactly one more than the previous one: a larger number means
+  entries were trimmed before this watcher read them (HistoryTrimmedError,
+  never a silent gap); a smaller or equal one means the log went backwards
+  (a failover to a stale replica) and raises :class:`LogRegressionError`.
+* A dropped connection is re-established with capped, jittered backoff and
+  the read resumes from the last processed revision.  The watcher's client
+  has redis-py's retries off, so a blocking read is never silently re-sent
+  with the wrong position (see docs/design.md).
+
+Filters (kinds, ids, labels, types) are applied after those checks: filtered
+events still advance the position, they are only not yielded.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import _codec
+from ._errors import (
+    CorruptRecordError,
+    HistoryTrimmedError,
+    InvalidArgumentError,
+    LogRegressionError,
+    StoreUnavailableError,
+)
+from ._keys import KIND_CONTAINER, KIND_EXEC
+from ._model import Container, ExecConfig
+
+if TYPE_CHECKING:
+    from ._store import Store
+
+log = logging.getLogger("statestore.watch")
+
+EVENT_TYPES = ("create", "update", "delete")
+_TRANSIENT = (rex.ConnectionError, rex.TimeoutError, ConnectionResetError, BrokenPipeError, OSError)
+
+
+def parse_revision(rev: str) -> tuple[int, int]:
+    """``"1732712345678-3"`` -> ``(1732712345678, 3)``; InvalidArgumentError if malformed."""
+    if not isinstance(rev, str):
+        raise InvalidArgumentError(f"revision must be a string like '1732712345678-0', not {rev!r}")
+    ms, sep, seq = rev.partition("-")
+    if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
+        raise InvalidArgumentError(f"invalid revision {rev!r}: expected '<ms>-<seq>'")
+    return int(ms), int(seq)
+
+
+def revision_key(rev: str) -> tuple[int, int]:
+    """Sort key for revisions (they compare as pairs of integers, not as strings)."""
+    return parse_revision(rev)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One committed change of one record, as the change log holds it."""
+
+    type: str            # create | update | delete
+    kind: str            # container | exec
+    id: str
+    name: str            # container name ("" for execs)
+    container_id: str    # the container (itself, for container events)
+    version: int         # the record's version after the change (the last one, for a delete)
+    status: str
+    revision: str        # stream ID: resume with since=event.revision
+    seq: int             # position in the log: consecutive across the namespace
+    record: Container | ExecConfig | None  # the record after the change (before it, for a delete)
+    raw: bytes = b""     # the record's stored JSON, as logged
+
+    @property
+    def labels(self) -> dict[str, str]:
+        if isinstance(self.record, Container):
+            return dict(self.record.labels)
+        return {}
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]:
+    out: list[tuple[str, str | None]] = []
+    for lbl in labels or ():
+        if not isinstance(lbl, str) or not lbl:
+            raise InvalidArgumentError(f"label selector must be 'key' or 'key=value', not {lbl!r}")
+        k, sep, v = lbl.partition("=")
+        out.append((k, v if sep else None))
+    return out
+
+
+def _watch_client(client: redis.Redis) -> redis.Redis:
+    """A client for blocking reads: no socket timeout shorter than the block, no retries."""
+    pool = client.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.pop("connection_pool", None)
+    kwargs.update(socket_timeout=None, retry=Retry(NoBackoff(), 0), decode_responses=False)
+    if type(pool) is redis.ConnectionPool:
+        return redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, max_connections=2, **kwargs))
+    return client
+
+
+class Watch(Iterator[Event]):
+    """An iterator over the change log after ``since``; see the module doc.
+
+    Blocks until events arrive.  ``close()`` (from any thread) makes it stop
+    within one ``block`` interval.  ``revision`` is the last processed revision.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        since: str | None = None,
+        *,
+        kinds: Iterable[str] | None = None,
+        ids: Iterable[str] | None = None,
+        labels: Iterable[str] | None = None,
+        types: Iterable[str] | None = None,
+        block: float = 1.0,
+        batch: int = 500,
+        reconnect_timeout: float | None = None,
+    ) -> None:
+        self._store = store
+        self._kinds = _choice("kinds", kinds, (KIND_CONTAINER, KIND_EXEC))
+        self._types = _choice("types", types, EVENT_TYPES)
+        self._ids = None if ids is None else frozenset(_ids(ids))
+        self._labels = _label_matcher(labels)
+        if isinstance(block, bool) or not isinstance(block, int | float) or not 0 < block <= 60:
+            raise InvalidArgumentError("block must be a number of seconds in (0, 60]")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise InvalidArgumentError("batch must be a positive integer")
+        if reconnect_timeout is not None and not reconnect_timeout > 0:
+            raise InvalidArgumentError("reconnect_timeout must be positive (or None: retry forever)")
+        self._block_ms = max(1, int(block * 1000))
+        self._batch = batch
+        self._reconnect_timeout = reconnect_timeout
+        self._client = _watch_client(store.client)
+        self._owns_client = self._client is not store.client
+        self._log = store.keys.log
+        self._buffer: list[Event] = []
+        self._closed = threading.Event()
+        if since is not None:
+            parse_revision(since)
+        self._since_arg = since
+        self.revision: str | None = None
+        self._seq: int | None = None
+        self._started = False
+
+    # --- position --------------------------------------------------------------------
+    def _start(self) -> None:
+        since = self._since_arg
+        if since is None:
+            # "from now": the newest entry is the position
+            last = self._call(lambda: self._client.xrevrange(self._log, "+", "-", count=1))
+            if last:
+                self.revision, self._seq = _s(last[0][0]), _seq_of(last[0][1])
+            else:
+                self.revision, self._seq = "0-0", 0
+        elif since == "0-0":
+            self.revision, self._seq = "0-0", 0
+        else:
+            entry = self._call(lambda: self._client.xrange(self._log, since, since, count=1))
+            if not entry:
+                first = self._first_available()
+                raise HistoryTrimmedError(since, first)
+            self.revision, self._seq = since, _seq_of(entry[0][1])
+        self._started = True
+
+    def _first_available(self) -> str | None:
+        first = self._call(lambda: self._client.xrange(self._log, "-", "+", count=1))
+        return _s(first[0][0]) if first else None
+
+    # --- iteration ---------------------------------------------------------------------
+    def __iter__(self) -> Watch:
+        return self
+
+    def __next__(self) -> Event:
+        if not self._started:
+            self._start()
+        while not self._buffer:
+            if self._closed.is_set():
+                raise StopIteration
+            self._fill()
+        return self._buffer.pop(0)
+
+    def poll(self, timeout: float = 0.0) -> list[Event]:
+        """Events available within ``timeout`` seconds (non-blocking with 0), possibly none."""
+        if not self._started:
+            self._start()
+        if not self._buffer:
+            self._fill(max(0, int(timeout * 1000)) if timeout > 0 else None)
+        out, self._buffer = self._buffer, []
+        return out
+
+    def _fill(self, block_ms: int | None = -1) -> None:
+        block = self._block_ms if block_ms == -1 else block_ms
+        assert self.revision is not None
+        rev = self.revision
+        reply = self._call(lambda: self._client.xread({self._log: rev}, count=self._batch, block=block))
+        if not reply:
+            return
+        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))
+        for entry_id, fields in entries:
+            self._accept(_s(entry_id), fields)
+
+    def _accept(self, entry_id: str, fields: dict[Any, Any]) -> None:
+        seq = _seq_of(fields)
+        if self._seq is not None and seq is not None:
+            if seq > self._seq + 1:
+                raise HistoryTrimmedError(self.revision or "0-0", entry_id,
+                                          missing=seq - self._seq - 1)
+            if seq <= self._seq:
+                raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
+        if revision_key(entry_id) <= revision_key(self.revision or "0-0"):
+            raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
+        self.revision, self._seq = entry_id, seq
+        ev = self._event(entry_id, seq, fields)
+        if ev is not None and self._wanted(ev):
+            self._buffer.append(ev)
+
+    def _event(self, entry_id: str, seq: int | None, f: dict[Any, Any]) -> Event | None:
+        def g(name: str) -> str:
+            return _s(f.get(name.encode(), f.get(name, b"")))
+
+        kind = g("kind")
+        if kind not in (KIND_CONTAINER, KIND_EXEC):
+            log.warning("change-log entry %s has unknown kind %r; skipped", entry_id, kind)
+            return None
+        raw = f.get(b"record", f.get("record", b""))
+        raw = raw if isinstance(raw, bytes) else str(raw).encode()
+        rid = g("id")
+        record: Container | ExecConfig | None
+        try:
+            record = _codec.decode(kind, self._store.keys.record(kind, rid), raw, self._store.max_record_bytes)
+        except (CorruptRecordError, InvalidArgumentError) as exc:
+            log.warning("change-log entry %s holds an unreadable record: %s", entry_id, exc)
+            record = None
+        try:
+            version = int(g("version"))
+        except ValueError:
+            version = 0
+        return Event(
+            type=g("type"), kind=kind, id=rid, name=g("name"),
+            container_id=g("container") or (rid if kind == KIND_CONTAINER else
+                                             (record.container_id if isinstance(record, ExecConfig) else "")),
+            version=version, status=g("status"), revision=entry_id, seq=seq if seq is not None else -1,
+            record=record, raw=raw,
+        )
+
+    def _wanted(self, ev: Event) -> bool:
+        if ev.kind not in self._kinds or ev.type not in self._types:
+            return False
+        if self._ids is not None and ev.id not in self._ids and ev.container_id not in self._ids:
+            return False
+        if self._labels:
+            labels = ev.labels
+            for k, v in self._labels:
+                if k not in labels or (v is not None and labels[k] != v):
+                    return False
+        return True
+
+    # --- I/O with reconnects --------------------------------------------------------------
+    def _call(self, fn: Any) -> Any:
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except _TRANSIENT as exc:
+                if self._closed.is_set():
+                    return []
+                attempt += 1
+                elapsed = time.monotonic() - started
+                if self._reconnect_timeout is not None and elapsed >= self._reconnect_timeout:
+                    raise StoreUnavailableError(
+                        f"watch lost Redis and could not reconnect within {self._reconnect_timeout:g}s: {exc}"
+                    ) from None
+                delay = min(1.0, 0.01 * 2 ** min(attempt, 7)) * (0.5 + random.random() / 2)
+                log.info("watch: Redis connection lost (%s); retrying in %.3fs", exc, delay)
+                self._closed.wait(delay)
+            except rex.RedisError as exc:
+                from ._engine import translate
+
+                raise translate(exc, self._log) from None
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._owns_client:
+            try:
+                self._client.close()
+            except Exception:  # closing must not fail
+                log.debug("closing the watch client failed", exc_info=True)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _seq_of(fields: dict[Any, Any]) -> int | None:
+    v = fields.get(b"seq", fields.get("seq"))
+    if v is None:
+        return None  # an entry written before sequence numbers existed
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _choice(name: str, values: Iterable[str] | None, allowed: tuple[str, ...]) -> frozenset[str]:
+    if values is None:
+        return frozenset(allowed)
+    if isinstance(values, str):
+        values = (values,)
+    out = frozenset(values)
+    bad = out - set(allowed)
+    if bad:
+        raise InvalidArgumentError(f"{name} must be among {', '.join(allowed)}; not {', '.join(sorted(bad))}")
+    return out
+
+
+def _ids(values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        values = (values,)
+    out = []
+    for v in values:
+        from ._model import validate_id
+
+        out.append(validate_id(v))
+    return out
