@@ -113,7 +113,8 @@ class View:
         self._containers = _Table()
         self._execs = _Table()
         self._cond = threading.Condition()
-        self._revision = "0-0"
+        self._revision = "0-0"   # the newest revision applied (what wait_for compares)
+        self._position = "0-0"   # where the watch resumes
         self._error: BaseException | None = None
         self._closed = threading.Event()
         self._watch: Watch | None = None
@@ -149,6 +150,7 @@ class View:
                     table.put(rid, version, raw, name)
                 for rid in [r for r in table.rows if r not in seen]:
                     table.remove(rid)  # deleted since the view's position
+            self._position = rev  # the next watch starts here, even if the log went backwards
             if revision_key(rev) > revision_key(self._revision):
                 self._revision = rev
             self._cond.notify_all()
@@ -160,14 +162,17 @@ class View:
                 table.remove(ev.id, ev.version)
             elif ev.record is not None:
                 table.put(ev.id, ev.version, ev.raw, ev.name if ev.kind == KIND_CONTAINER else None)
-            self._revision = ev.revision
+            self._position = ev.revision
+            if revision_key(ev.revision) > revision_key(self._revision):
+                self._revision = ev.revision
             self._cond.notify_all()
 
     def _run(self) -> None:
         while not self._closed.is_set():
+            watch = None
             try:
-                self._watch = self._store.watch(since=self._revision, block=self._block)
-                for ev in self._watch:
+                watch = self._watch = self._store.watch(since=self._position, block=self._block)
+                for ev in watch:
                     self._apply(ev)
                 return  # closed
             except (HistoryTrimmedError, LogRegressionError) as exc:
@@ -184,6 +189,9 @@ class View:
                 if not self._closed.is_set():
                     self._fail(exc)
                 return
+            finally:
+                if watch is not None:
+                    watch.close()
 
     def _fail(self, exc: BaseException) -> None:
         log.error("view stopped: %s", exc)
