@@ -39,7 +39,7 @@ from ._errors import (
     HistoryTrimmedError,
     LogRegressionError,
     NotFoundError,
-    StateStoreError,
+    StoreUnavailableError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC
 from ._model import Container, ExecConfig
@@ -180,10 +180,7 @@ class View:
                     return
                 log.warning("view: %s; relisting", exc)
                 self.relists += 1
-                try:
-                    self._relist()
-                except StateStoreError as relist_exc:
-                    self._fail(relist_exc)
+                if not self._relist_until_done():
                     return
             except BaseException as exc:  # the view cannot go on: make waiters and readers see it
                 if not self._closed.is_set():
@@ -192,6 +189,22 @@ class View:
             finally:
                 if watch is not None:
                     watch.close()
+
+    def _relist_until_done(self) -> bool:
+        """Relist, retrying while Redis is unreachable; False if the view must stop."""
+        delay = 0.05
+        while not self._closed.is_set():
+            try:
+                self._relist()
+                return True
+            except StoreUnavailableError as exc:
+                log.warning("view: relist failed (%s); retrying in %.2fs", exc, delay)
+                self._closed.wait(delay)
+                delay = min(delay * 2, 2.0)
+            except BaseException as exc:
+                self._fail(exc)
+                return False
+        return False
 
     def _fail(self, exc: BaseException) -> None:
         log.error("view stopped: %s", exc)

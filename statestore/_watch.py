@@ -64,6 +64,7 @@ log = logging.getLogger("statestore.watch")
 
 EVENT_TYPES = ("create", "update", "delete")
 _TRANSIENT = (rex.ConnectionError, rex.TimeoutError, ConnectionResetError, BrokenPipeError, OSError)
+_AUTH = (rex.AuthenticationError, rex.AuthorizationError)  # ConnectionErrors that retrying cannot fix
 
 
 def parse_revision(rev: str) -> tuple[int, int]:
@@ -110,6 +111,8 @@ def _s(v: Any) -> str:
 
 def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
+    if isinstance(labels, str):
+        labels = (labels,)  # one selector, not its characters
     for lbl in labels or ():
         if not isinstance(lbl, str) or not lbl:
             raise InvalidArgumentError(f"label selector must be 'key' or 'key=value', not {lbl!r}")
@@ -192,6 +195,9 @@ class Watch(Iterator[Event]):
             entry = self._call(lambda: self._client.xrange(self._log, since, since, count=1))
             if not entry:
                 first = self._first_available()
+                if first is not None and revision_key(since) >= revision_key(first):
+                    raise InvalidArgumentError(
+                        f"revision {since} is not in this namespace's change log (oldest: {first})")
                 raise HistoryTrimmedError(since, first)
             self.revision, self._seq = since, _seq_of(entry[0][1])
         self._started = True
@@ -296,6 +302,10 @@ class Watch(Iterator[Event]):
         while True:
             try:
                 return fn()
+            except _AUTH as exc:
+                from ._engine import translate
+
+                raise translate(exc, self._log) from None
             except _TRANSIENT as exc:
                 if self._closed.is_set():
                     return []

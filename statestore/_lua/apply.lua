@@ -25,6 +25,15 @@ while i <= #ARGV do
       return redis.error_reply('WRONGTYPE statestore key ' .. key .. ' holds a ' .. t .. ', expected a ' .. w)
     end
   end
+  if ARGV[i] == 'EVENT' then
+    -- the sequence counter must be an integer string, or INCR would fail half-way
+    local seqkey = KEYS[tonumber(ARGV[i + 3])]
+    local t = redis.call('TYPE', seqkey)['ok']
+    if t ~= 'none' and (t ~= 'string' or not tonumber(redis.call('GET', seqkey))) then
+      return redis.error_reply('WRONGTYPE statestore key ' .. seqkey .. ' holds a ' .. t
+        .. ' that is not an integer counter, expected a string')
+    end
+  end
   i = i + 3 + tonumber(ARGV[i + 2])
 end
 local out = {}
