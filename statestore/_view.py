@@ -61,10 +61,10 @@ class _Table:
         self.names: dict[str, str] = {}      # containers only
         self.name_of: dict[str, str] = {}
 
-    def put(self, rid: str, version: int, raw: bytes, name: str | None) -> bool:
+    def put(self, rid: str, version: int, raw: bytes, name: str | None, force: bool = False) -> bool:
         old = self.rows.get(rid)
-        if old is not None and old[0] >= version:
-            return False  # never go back to an older version
+        if old is not None and old[0] >= version and not (force and old[1] != raw):
+            return False  # never go back to an older version (unless the store itself did)
         if old is None:
             bisect.insort(self.ids, rid)
         self.rows[rid] = (version, raw)
@@ -124,7 +124,10 @@ class View:
         self._thread.start()
 
     # --- feeding --------------------------------------------------------------------
-    def _relist(self) -> None:
+    def _relist(self, authoritative: bool = False) -> None:
+        """Re-read everything.  ``authoritative``: the log went backwards (a failover
+        lost writes), so what Redis holds now wins even over newer versions we showed:
+        serving records the store no longer has would be worse."""
         rev, groups = self._store._fetch([
             (KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)]),
             (KIND_EXEC, "ranges", [(_indexes.everything("id"),)]),
@@ -147,11 +150,11 @@ class View:
                 seen = set()
                 for rid, version, raw, name in fresh[kind]:
                     seen.add(rid)
-                    table.put(rid, version, raw, name)
+                    table.put(rid, version, raw, name, force=authoritative)
                 for rid in [r for r in table.rows if r not in seen]:
                     table.remove(rid)  # deleted since the view's position
             self._position = rev  # the next watch starts here, even if the log went backwards
-            if revision_key(rev) > revision_key(self._revision):
+            if authoritative or revision_key(rev) > revision_key(self._revision):
                 self._revision = rev
             self._cond.notify_all()
 
@@ -180,7 +183,7 @@ class View:
                     return
                 log.warning("view: %s; relisting", exc)
                 self.relists += 1
-                if not self._relist_until_done():
+                if not self._relist_until_done(isinstance(exc, LogRegressionError)):
                     return
             except BaseException as exc:  # the view cannot go on: make waiters and readers see it
                 if not self._closed.is_set():
@@ -190,12 +193,12 @@ class View:
                 if watch is not None:
                     watch.close()
 
-    def _relist_until_done(self) -> bool:
+    def _relist_until_done(self, authoritative: bool) -> bool:
         """Relist, retrying while Redis is unreachable; False if the view must stop."""
         delay = 0.05
         while not self._closed.is_set():
             try:
-                self._relist()
+                self._relist(authoritative)
                 return True
             except StoreUnavailableError as exc:
                 log.warning("view: relist failed (%s); retrying in %.2fs", exc, delay)

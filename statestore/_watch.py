@@ -34,6 +34,7 @@ events still advance the position, they are only not yielded.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -45,6 +46,7 @@ import redis
 import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from . import _codec
 from ._errors import (
@@ -74,7 +76,10 @@ def parse_revision(rev: str) -> tuple[int, int]:
     ms, sep, seq = rev.partition("-")
     if not sep or not ms.isdigit() or not seq.isdigit() or not ms.isascii() or not seq.isascii():
         raise InvalidArgumentError(f"invalid revision {rev!r}: expected '<ms>-<seq>'")
-    return int(ms), int(seq)
+    pair = int(ms), int(seq)
+    if pair[0] >= 2**64 or pair[1] >= 2**64:
+        raise InvalidArgumentError(f"invalid revision {rev!r}: parts must fit in 64 bits")
+    return pair
 
 
 def revision_key(rev: str) -> tuple[int, int]:
@@ -113,6 +118,8 @@ def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]
     out: list[tuple[str, str | None]] = []
     if isinstance(labels, str):
         labels = (labels,)  # one selector, not its characters
+    if labels is not None and not isinstance(labels, Iterable):
+        raise InvalidArgumentError("labels must be a selector or a list of selectors")
     for lbl in labels or ():
         if not isinstance(lbl, str) or not lbl:
             raise InvalidArgumentError(f"label selector must be 'key' or 'key=value', not {lbl!r}")
@@ -121,16 +128,27 @@ def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]
     return out
 
 
-def _watch_client(client: redis.Redis) -> redis.Redis:
-    """A client for blocking reads: no socket timeout shorter than the block, no retries."""
+def _watch_client(client: redis.Redis, block: float) -> redis.Redis:
+    """A client for blocking reads: raw bytes, no client-side retries, and a socket
+    timeout a little longer than one blocking read, so a server that stops
+    answering (paused, partitioned) is noticed and reconnected to."""
     pool = client.connection_pool
     kwargs = dict(pool.connection_kwargs)
     kwargs.pop("connection_pool", None)
-    kwargs.update(socket_timeout=None, retry=Retry(NoBackoff(), 0), decode_responses=False)
+    kwargs.update(socket_timeout=block + 5.0, retry=Retry(NoBackoff(), 0), decode_responses=False)
+    new_pool: Any
     if type(pool) is redis.ConnectionPool:
-        return redis.Redis(connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class, max_connections=2, **kwargs))
-    return client
+        new_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
+    elif type(pool) is redis.BlockingConnectionPool:
+        new_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+            connection_class=pool.connection_class, max_connections=2, **kwargs)
+    elif type(pool) is SentinelConnectionPool:
+        kwargs.pop("connection_class", None)
+        new_pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name, pool.sentinel_manager, is_master=pool.is_master, **kwargs)
+    else:
+        return client
+    return redis.Redis(connection_pool=new_pool)
 
 
 class Watch(Iterator[Event]):
@@ -162,12 +180,13 @@ class Watch(Iterator[Event]):
             raise InvalidArgumentError("block must be a number of seconds in (0, 60]")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
             raise InvalidArgumentError("batch must be a positive integer")
-        if reconnect_timeout is not None and not reconnect_timeout > 0:
+        if reconnect_timeout is not None and (isinstance(reconnect_timeout, bool) or not isinstance(
+                reconnect_timeout, int | float) or not reconnect_timeout > 0):
             raise InvalidArgumentError("reconnect_timeout must be positive (or None: retry forever)")
         self._block_ms = max(1, int(block * 1000))
         self._batch = batch
         self._reconnect_timeout = reconnect_timeout
-        self._client = _watch_client(store.client)
+        self._client = _watch_client(store.client, float(block))
         self._owns_client = self._client is not store.client
         self._log = store.keys.log
         self._buffer: list[Event] = []
@@ -195,10 +214,14 @@ class Watch(Iterator[Event]):
             entry = self._call(lambda: self._client.xrange(self._log, since, since, count=1))
             if not entry:
                 first = self._first_available()
-                if first is not None and revision_key(since) >= revision_key(first):
-                    raise InvalidArgumentError(
-                        f"revision {since} is not in this namespace's change log (oldest: {first})")
-                raise HistoryTrimmedError(since, first)
+                last = self._call(lambda: self._client.xrevrange(self._log, "+", "-", count=1))
+                last_id = _s(last[0][0]) if last else None
+                if first is not None and revision_key(since) < revision_key(first):
+                    raise HistoryTrimmedError(since, first)
+                # within (or past) what the log holds, yet not in it: the log lost entries
+                # (a failover to a replica that missed them, or an operator deleted it) --
+                # relist, as after a regression (a made-up revision lands here too)
+                raise LogRegressionError(since, last_id or "0-0", None, None)
             self.revision, self._seq = since, _seq_of(entry[0][1])
         self._started = True
 
@@ -223,8 +246,17 @@ class Watch(Iterator[Event]):
         """Events available within ``timeout`` seconds (non-blocking with 0), possibly none."""
         if not self._started:
             self._start()
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0:
+            raise InvalidArgumentError("timeout must be a non-negative number of seconds")
+        deadline = time.monotonic() + timeout
         if not self._buffer:
-            self._fill(max(0, int(timeout * 1000)) if timeout > 0 else None)
+            self._fill(None)  # what is there already, without blocking
+        while not self._buffer and not self._closed.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            # XREAD BLOCK 0 would wait forever: never ask for less than 1 ms
+            self._fill(max(1, min(self._block_ms, math.ceil(left * 1000))))
         out, self._buffer = self._buffer, []
         return out
 
@@ -235,7 +267,12 @@ class Watch(Iterator[Event]):
         reply = self._call(lambda: self._client.xread({self._log: rev}, count=self._batch, block=block))
         if not reply:
             return
-        entries = reply[0][1] if isinstance(reply, list) else next(iter(reply.values()))
+        if isinstance(reply, dict):  # RESP3: {stream: [entries]}
+            entries = next(iter(reply.values()))
+            if entries and isinstance(entries[0], list) and entries[0] and isinstance(entries[0][0], list | tuple):
+                entries = entries[0]
+        else:
+            entries = reply[0][1]
         for entry_id, fields in entries:
             self._accept(_s(entry_id), fields)
 
@@ -327,7 +364,7 @@ class Watch(Iterator[Event]):
         self._closed.set()
         if self._owns_client:
             try:
-                self._client.close()
+                self._client.connection_pool.disconnect()
             except Exception:  # closing must not fail
                 log.debug("closing the watch client failed", exc_info=True)
 
@@ -353,6 +390,8 @@ def _choice(name: str, values: Iterable[str] | None, allowed: tuple[str, ...]) -
         return frozenset(allowed)
     if isinstance(values, str):
         values = (values,)
+    if not isinstance(values, Iterable):
+        raise InvalidArgumentError(f"{name} must be a string or a list of strings")
     out = frozenset(values)
     bad = out - set(allowed)
     if bad:
@@ -363,6 +402,8 @@ def _choice(name: str, values: Iterable[str] | None, allowed: tuple[str, ...]) -
 def _ids(values: Iterable[str]) -> list[str]:
     if isinstance(values, str):
         values = (values,)
+    if not isinstance(values, Iterable):
+        raise InvalidArgumentError("ids must be an ID or a list of IDs")
     out = []
     for v in values:
         from ._model import validate_id

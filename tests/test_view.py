@@ -358,9 +358,7 @@ def _restore(client: redis.Redis, namespace: str, dump: dict[bytes, bytes]) -> N
         client.restore(k, 0, v)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: View._Table.put keeps a record whose version is >= the relisted/"
-                   "logged one, so after a log regression (failover to a replica that lost commits) the view "
-                   "keeps the lost versions and ignores the new commits that reuse those version numbers")
+# regression test (was a strict xfail until the fix)
 def test_after_a_failover_that_lost_commits_the_view_converges_to_the_store(
         client: redis.Redis, store: Store, namespace: str) -> None:
     c = store.containers.create(Container.new("busybox:1.36", name="fo", labels={"n": "0"}))

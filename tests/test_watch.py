@@ -572,8 +572,7 @@ def test_poll_returns_what_is_there_within_the_timeout(big_store: Store) -> None
     w.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Watch.poll turns a timeout below 1 ms into XREAD BLOCK 0, "
-                   "which blocks until the next commit instead of returning")
+# regression test (was a strict xfail until the fix)
 def test_poll_with_a_sub_millisecond_timeout_returns(big_store: Store) -> None:
     store = big_store
     c = store.containers.create(Container.new("busybox:1.36", name="tiny"))
@@ -626,8 +625,7 @@ def test_close_from_another_thread_ends_the_iteration(big_store: Store) -> None:
         next(w)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Watch.close calls Redis.close on the client it built around its own "
-                   "ConnectionPool; redis-py only closes a pool it created itself, so the socket stays open")
+# regression test (was a strict xfail until the fix)
 def test_close_releases_the_watch_connection(redis_proc: RedisProcess, client: redis.Redis, namespace: str) -> None:
     name = f"closing-{namespace}"
     store = Store(redis.Redis(port=redis_proc.port, client_name=name), namespace)
@@ -668,24 +666,18 @@ def test_bad_batch_is_an_invalid_argument_error(store: Store, batch: Any) -> Non
 
 
 @pytest.mark.parametrize("kwargs", [
-    pytest.param({"reconnect_timeout": "1"}, marks=pytest.mark.xfail(
-        strict=True, raises=TypeError, reason="BUG: Watch.__init__ compares reconnect_timeout with 0 unchecked")),
-    pytest.param({"reconnect_timeout": True}, marks=pytest.mark.xfail(
-        strict=True, reason="BUG: reconnect_timeout=True is taken as 1 s (block rejects bools)")),
-    pytest.param({"ids": 5}, marks=pytest.mark.xfail(
-        strict=True, raises=TypeError, reason="BUG: a non-iterable ids filter escapes as TypeError")),
-    pytest.param({"kinds": 5}, marks=pytest.mark.xfail(
-        strict=True, raises=TypeError, reason="BUG: a non-iterable kinds filter escapes as TypeError")),
-    pytest.param({"labels": 5}, marks=pytest.mark.xfail(
-        strict=True, raises=TypeError, reason="BUG: a non-iterable labels filter escapes as TypeError")),
+    pytest.param({"reconnect_timeout": "1"}),
+    pytest.param({"reconnect_timeout": True}),
+    pytest.param({"ids": 5}),
+    pytest.param({"kinds": 5}),
+    pytest.param({"labels": 5}),
 ], ids=repr)
 def test_badly_typed_arguments_are_invalid_argument_errors(store: Store, kwargs: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError):
         store.watch(**kwargs)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: parse_revision accepts stream IDs above 2**64-1; the watch then "
-                   "fails with StoreUnavailableError('Redis error: Invalid stream ID') instead of InvalidArgumentError")
+# regression test (was a strict xfail until the fix)
 def test_a_revision_beyond_the_stream_id_range_is_an_invalid_argument(store: Store) -> None:
     store.containers.create(Container.new("busybox:1.36", name="big"))
     with pytest.raises(InvalidArgumentError):
@@ -725,11 +717,7 @@ def test_a_log_that_goes_backwards_raises_log_regression(client: redis.Redis, bi
     w.close()
 
 
-@pytest.mark.xfail(strict=True, raises=InvalidArgumentError, reason=(
-    "BUG: Watch._start raises InvalidArgumentError for any since >= the oldest entry that is not in the log, "
-    "so a watcher resuming after a failover that lost its last revision gets a non-retryable argument error "
-    "instead of HistoryTrimmedError (docs/api.md: 'raises HistoryTrimmedError if it is not in the log "
-    "(trimmed, or never there)'), and never relists"))
+# regression test (was a strict xfail until the fix)
 def test_resuming_from_a_revision_a_failover_lost_asks_for_a_relist(client: redis.Redis, big_store: Store,
                                                                      namespace: str) -> None:
     store = big_store
@@ -813,16 +801,15 @@ def test_a_watch_resumes_after_the_redis_server_restarts(aof_server: RedisProces
 
 # --- client flavours ------------------------------------------------------------------------------------
 
-_RESP3_BUG = ("BUG: Watch._fill takes next(iter(reply.values())) as the entry list, but redis-py's RESP3 "
-              "XREAD reply is {stream: [entries]} (one more list): unpacking fails (ValueError)")
+# regression: RESP3 XREAD replies ({stream: [[entries]]}) once broke watch and view
 
 
 @pytest.mark.parametrize("flavour", [
     "resp2",
     "decoded",
     "blocking-pool",
-    pytest.param("resp3", marks=pytest.mark.xfail(strict=True, reason=_RESP3_BUG)),
-    pytest.param("resp3-decoded", marks=pytest.mark.xfail(strict=True, reason=_RESP3_BUG)),
+    pytest.param("resp3"),
+    pytest.param("resp3-decoded"),
 ])
 def test_watch_and_view_work_with_every_client_flavour(redis_proc: RedisProcess, namespace: str,
                                                        flavour: str) -> None:
