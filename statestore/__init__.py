@@ -27,6 +27,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._filters import parse_filter_args
+from ._fsck import FsckReport, Problem
 from ._lock import Lease, LockInfo
 from ._model import (
     Config,
@@ -56,6 +57,8 @@ __all__ = [
     "Watch",
     "Event",
     "View",
+    "FsckReport",
+    "Problem",
     # records
     "Container",
     "ExecConfig",
