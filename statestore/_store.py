@@ -33,6 +33,7 @@ from ._errors import (
     NotFoundError,
     StateStoreError,
 )
+from ._fsck import FsckReport, run_fsck
 from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockInfo, LockManager
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
@@ -594,7 +595,7 @@ class Execs(_Repository[ExecConfig]):
             plan = Plan(key=xkey, expected=0)
             self._write(plan, KIND_EXEC, None, xdoc)
             self._write(plan, KIND_CONTAINER, container._d, new_c)
-            plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs[:1])
+            plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs)
             return plan
 
         result: ExecConfig = self._transact(body, _fence(lease))
@@ -632,7 +633,7 @@ class Execs(_Repository[ExecConfig]):
                         new_c = container.to_dict()
                         new_c["ExecIDs"] = [x for x in container.exec_ids if x != xid] or None
                         self._write(plan, KIND_CONTAINER, container._d, _next_version(new_c, container))
-                plan.finish = lambda revs: _with_revision(current, revs[:1])
+                plan.finish = lambda revs: _with_revision(current, revs)
                 return plan
 
             return body
@@ -799,6 +800,17 @@ class Store:
             corrupt=(*c_bad, *x_bad),
             _names={c.name: c.id for c in containers},
         )
+
+    # --- consistency -------------------------------------------------------------------
+    def fsck(self, repair: bool = False) -> FsckReport:
+        """Check the namespace against every invariant of docs/schema.md; a ``FsckReport``.
+
+        With ``repair``, fix what the records determine (name keys, index members,
+        ExecIDs), each record in its own transaction; a fix that changes a record
+        commits it like any change (version + 1, change event).  Corrupt records and
+        keys the schema does not define are reported, never deleted.  See ``statestore._fsck``.
+        """
+        return run_fsck(self, repair)
 
     # --- internals shared by the repositories -----------------------------------------
     def _event(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None) -> tuple[Any, ...]:
