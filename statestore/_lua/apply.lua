@@ -29,7 +29,14 @@ while i <= #ARGV do
     -- the sequence counter must be an integer string, or INCR would fail half-way
     local seqkey = KEYS[tonumber(ARGV[i + 3])]
     local t = redis.call('TYPE', seqkey)['ok']
-    if t ~= 'none' and (t ~= 'string' or not tonumber(redis.call('GET', seqkey))) then
+    local ok = t == 'none'
+    if t == 'string' then
+      -- what INCR accepts: a canonical decimal integer (no sign games, no leading zeros);
+      -- at most 18 digits, so INCR can never overflow
+      local v = redis.call('GET', seqkey)
+      ok = #v <= 18 and (v == '0' or string.match(v, '^%-?[1-9]%d*$') ~= nil)
+    end
+    if not ok then
       return redis.error_reply('WRONGTYPE statestore key ' .. seqkey .. ' holds a ' .. t
         .. ' that is not an integer counter, expected a string')
     end
