@@ -116,6 +116,16 @@ class KeySchema:
     def log_seq(self) -> str:
         return f"{self.base}logseq"
 
+    @property
+    def work_queue(self) -> str:
+        """The daemon replicas' work queue (a stream read through one consumer group; statestore.daemon)."""
+        return f"{self.base}work"
+
+    @property
+    def work_results(self) -> str:
+        """One entry per work item a replica finished (a stream; statestore.daemon)."""
+        return f"{self.base}results"
+
     # pub/sub channels (not keys, but named the same way) ------------------------
     def channel(self, kind: str, record_id: str) -> str:
         """The channel a record's change events are published on."""

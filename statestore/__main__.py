@@ -1,0 +1,5 @@
+"""``python -m statestore``: the statestore CLI."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1021 @@
+"""``statestore demo``: several daemon replicas share one Redis; one container hangs; nobody waits.
+
+What it does, in under a minute:
+
+1. Picks a Redis: the one ``--redis-url`` (or ``$STATESTORE_REDIS_URL``)
+   names; else one answering on 127.0.0.1:6379; else an embedded one
+   (``statestore.embedded``: a private ``redis-server``, or an in-process
+   fakeredis server).  It works in a fresh namespace and deletes it at the end.
+2. Starts a watcher process (``store.watch``: checks that per-record versions
+   and the log's sequence numbers are consecutive), N replica processes
+   (``python -m statestore daemon``) and a querier process.
+3. Drives a mixed workload (create, start, stop, restart, pause, unpause, kill,
+   rename, remove, exec) on the containers through the work queue.  Part way,
+   it makes one container's runtime hang during ``stop`` (the netlink case):
+   the replica holds that container's lock all the while, and two more actions
+   on it time out waiting for the lock.  Meanwhile the querier runs ``ps``,
+   ``inspect`` of the hung container by ID, name and ID prefix, and the same
+   lookups for other containers, and measures their latency.
+4. Stops everything and checks the invariants: no lost update (every
+   successful action increments the container's ``statestore.actions`` label in
+   its fenced commit, so the counters must equal the successful results), every
+   work item answered once, every event delivered in order, no lock left
+   behind, replicas exited cleanly, ``fsck`` clean, and the hung container
+   answered queries while its lock was held.  Exit status 1 if one failed.
+
+The querier and the watcher are this module run as a program
+(``python -m statestore.demo querier|watcher ...``); they talk to the demo in
+JSON lines on stdout and take ``stop`` on stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import os
+import random
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import redis
+
+from . import (
+    Container,
+    HistoryTrimmedError,
+    LogRegressionError,
+    NotFoundError,
+    StateStoreError,
+    Store,
+    parse_revision,
+)
+from . import daemon as _daemon
+from .embedded import BACKENDS, Embedded, EmbeddedError, redis_answers, start_embedded
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+STUCK_NAME = "stuck-netlink"
+IMAGES = ("nginx:1.27", "redis:7.2", "postgres:16", "busybox:1.36", "alpine:3.20", "python:3.12-slim")
+
+
+# --- settings ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    replicas: int
+    containers: int
+    duration: float
+    hang_at: float
+    hang_for: float
+    lock_ttl: float
+    lock_timeout: float
+    max_inflight: int = 8
+    latency: str = "5:50"
+    health_interval: float = 1.0
+    keep_logs: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Settings:
+        if args.short:
+            containers = args.containers if args.containers_given else 24
+            duration = args.duration if args.duration_given else 4.0
+            return cls(replicas=args.replicas, containers=containers, duration=duration,
+                       hang_at=min(1.0, duration / 4), hang_for=1.5, lock_ttl=1.5, lock_timeout=0.6,
+                       health_interval=0.5, keep_logs=args.keep_logs)
+        duration = args.duration
+        return cls(replicas=args.replicas, containers=args.containers, duration=duration,
+                   hang_at=duration / 4, hang_for=max(1.5, round(duration * 0.3, 1)), lock_ttl=3.0,
+                   lock_timeout=min(2.0, max(0.5, duration * 0.1)), keep_logs=args.keep_logs)
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not 1 <= v <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 1 to 3600 seconds, not {text!r}")
+    return v
+
+
+class _Given(argparse.Action):
+    """Stores the value and remembers that the user gave it (for --short's defaults)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = ("Start N daemon replicas on one Redis, drive a mixed workload through their work queue, "
+                     "hang one container's runtime while it holds its lock, query everything from another "
+                     "process meanwhile, and check the invariants.  Uses --redis-url (or "
+                     "$STATESTORE_REDIS_URL) if given, else a Redis on 127.0.0.1:6379, else an embedded one.")
+    p.add_argument("--replicas", type=_count, default=3, metavar="N", help="replica processes (default: 3)")
+    p.add_argument("--containers", type=_count, default=200, metavar="N", action=_Given,
+                   help="containers (default: 200)")
+    p.add_argument("--duration", type=_seconds, default=20.0, metavar="S", action=_Given,
+                   help="seconds of workload (default: 20)")
+    p.add_argument("--short", action="store_true", help="a quick run (~5 s, few containers), for tests")
+    p.add_argument("--redis-url", dest="demo_redis_url", default=None, metavar="URL",
+                   help="the Redis to use, as the global --redis-url (so that './dev demo --redis-url URL' works)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="without --redis-url: auto (a Redis on localhost:6379, else redis-server, else "
+                        "fakeredis), or force an embedded redis-server or fakeredis")
+    p.add_argument("--keep-logs", action="store_true", help="keep the replicas' logs (kept anyway on failure)")
+    p.set_defaults(containers_given=False, duration_given=False)
+
+
+# --- picking a Redis ----------------------------------------------------------------------------------
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
+def choose_redis(args: argparse.Namespace, say: Callable[[str], None]) -> tuple[str, Embedded | None]:
+    """The URL to use and the embedded server started for it (None if an existing Redis is used)."""
+    given = (getattr(args, "demo_redis_url", None) or getattr(args, "redis_url", None)
+             or os.environ.get("STATESTORE_REDIS_URL"))
+    if given:
+        if args.backend != "auto":
+            raise EmbeddedError("--backend chooses an embedded Redis; it cannot be combined with --redis-url "
+                                "or $STATESTORE_REDIS_URL")
+        if not redis_answers(given, 2.0):
+            raise EmbeddedError(f"no Redis answers at {_redact(given)}")
+        say(f"Redis: {_redact(given)} (given)")
+        return given, None
+    if args.backend == "auto" and redis_answers(DEFAULT_URL):
+        say("Redis: the one answering on 127.0.0.1:6379 (no --redis-url given)")
+        return DEFAULT_URL, None
+    emb = start_embedded(args.backend)
+    why = "asked for" if args.backend != "auto" else "no Redis configured and none on 127.0.0.1:6379"
+    if emb.kind == "fakeredis" and args.backend == "auto":
+        why += "; no redis-server binary"
+    say(f"Redis: {emb.detail} (embedded: {why})")
+    return emb.url, emb
+
+
+# --- child processes ----------------------------------------------------------------------------------
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("STATESTORE_REDIS_URL", None)
+    return env
+
+
+class Helper:
+    """A querier or watcher process: JSON lines on stdout, commands on stdin."""
+
+    def __init__(self, role: str, argv: list[str], log: IO[bytes]) -> None:
+        self.role = role
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "statestore.demo", role, *argv], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=log, env=_child_env(), text=True, bufsize=1)
+        self.latest: dict[str, Any] = {}
+        self.final: dict[str, Any] | None = None
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"{role}-reader", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            if msg.get("ready"):
+                self.latest = msg
+                self.ready.set()
+            elif msg.get("final"):
+                self.final = msg
+            else:
+                self.latest = msg
+        self.done.set()
+        self.ready.set()
+
+    def send(self, line: str) -> None:
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def finish(self, line: str, timeout: float) -> dict[str, Any] | None:
+        self.send(line)
+        self.done.wait(timeout)
+        self.stop()
+        return self.final
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        for f in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError, ValueError):
+                if f is not None:
+                    f.close()
+
+
+# --- the driver's model of the containers --------------------------------------------------------------
+
+
+@dataclass
+class Tracked:
+    id: str
+    name: str
+    status: str = "new"       # new (create pending), created, running, paused, exited, ..., removed, failed
+    outstanding: int = 0
+    ok: int = 0               # successful actions (results)
+    final_counter: int | None = None  # from the remove result, once removed
+
+
+# What the driver asks for, by the status it last saw: mostly legal actions, some illegal ones on
+# purpose (they must come back as failed actions, not break anything).
+WORKLOAD: dict[str, list[tuple[str, int]]] = {
+    "created": [("start", 80), ("rename", 6), ("remove", 6), ("exec", 4), ("unpause", 4)],
+    "running": [("exec", 30), ("stop", 14), ("restart", 14), ("pause", 14), ("kill", 6), ("rename", 6),
+                ("remove", 6), ("start", 4)],
+    "paused": [("unpause", 70), ("stop", 12), ("kill", 6), ("exec", 6), ("pause", 6)],
+    "exited": [("start", 65), ("remove", 20), ("rename", 10), ("stop", 5)],
+    "restarting": [("start", 100)],
+    "removing": [("remove", 100)],
+    "dead": [("remove", 100)],
+}
+
+
+def _pick(rng: random.Random, table: list[tuple[str, int]]) -> str:
+    total = sum(w for _, w in table)
+    x = rng.uniform(0, total)
+    for action, w in table:
+        x -= w
+        if x <= 0:
+            return action
+    return table[-1][0]
+
+
+# --- the demo ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class RunState:
+    results: int = 0
+    ok: int = 0
+    failed: int = 0
+    conflicts: int = 0
+    per_replica: dict[str, Counter[str]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    items: set[str] = field(default_factory=set)
+    duplicate_results: int = 0
+    submitted: int = 0
+    hang_result: _daemon.Result | None = None
+    stuck_blocked: list[_daemon.Result] = field(default_factory=list)
+
+
+class Demo:
+    def __init__(self, url: str, settings: Settings, out: IO[str], backend_desc: str = "") -> None:
+        self.url = url
+        self.s = settings
+        self.out = out
+        self.namespace = f"demo-{time.strftime('%H%M%S')}-{secrets.token_hex(3)}"
+        self.store = Store.from_url(url, namespace=self.namespace, replica_id="demo-driver")
+        self.rng = random.Random()
+        self.tracked: dict[str, Tracked] = {}
+        self.state = RunState()
+        self._serial = 0
+        self.workload_end = time.monotonic() + settings.duration
+        self.stuck: Tracked | None = None
+        self.hang_item: str | None = None
+        self.blocked_items: set[str] = set()
+        self.after_hang_item: str | None = None
+        self.logdir = Path(tempfile.mkdtemp(prefix="statestore-demo-"))
+        self.replicas: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.helpers: list[Helper] = []
+        self._logs: list[IO[bytes]] = []
+        self.tty = out.isatty()
+        self.early_exits: list[str] = []
+        self.t0 = time.monotonic()
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    # --- processes ----------------------------------------------------------------------------------
+    def _log(self, name: str) -> IO[bytes]:
+        f = open(self.logdir / f"{name}.log", "wb")  # noqa: SIM115 - closed in cleanup()
+        self._logs.append(f)
+        return f
+
+    def start_processes(self, stuck: Tracked) -> None:
+        base = [sys.executable, "-m", "statestore", "--redis-url", self.url, "--namespace", self.namespace]
+        s = self.s
+        watcher = Helper("watcher", ["--url", self.url, "--namespace", self.namespace,
+                                     "--parent-pid", str(os.getpid())], self._log("watcher"))
+        self.helpers.append(watcher)
+        for i in range(1, s.replicas + 1):
+            rid = f"r{i}"
+            cmd = [*base, "daemon", "--replica-id", rid, "--lock-ttl", str(s.lock_ttl),
+                   "--lock-timeout", str(s.lock_timeout), "--max-inflight", str(s.max_inflight),
+                   "--latency-ms", s.latency, "--health-interval", str(s.health_interval),
+                   "--drain-timeout", str(max(5.0, s.hang_for + 2)), "--parent-pid", str(os.getpid())]
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=self._log(rid), env=_child_env())
+            self.replicas.append((rid, proc))
+        querier = Helper("querier", ["--url", self.url, "--namespace", self.namespace, "--stuck-id", stuck.id,
+                                     "--stuck-name", stuck.name, "--parent-pid", str(os.getpid())],
+                         self._log("querier"))
+        self.helpers.append(querier)
+        self.watcher, self.querier = watcher, querier
+        deadline = time.monotonic() + 30
+        for h in self.helpers:
+            if not h.ready.wait(max(0.1, deadline - time.monotonic())) or h.done.is_set():
+                raise RuntimeError(f"the {h.role} process did not start; see {self.logdir / (h.role + '.log')}")
+        want = {rid for rid, _ in self.replicas}
+        while True:
+            consumers = self.store.client.xinfo_consumers(self.store.keys.work_queue, _daemon.GROUP)
+            if want <= {_text(c["name"]) for c in consumers}:
+                break
+            for rid, proc in self.replicas:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"replica {rid} exited at start: {self._tail(rid)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the replicas did not start within 30 s")
+            time.sleep(0.05)
+
+    def _tail(self, name: str, n: int = 5) -> str:
+        try:
+            lines = (self.logdir / f"{name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-n:])
+
+    def stop_replicas(self) -> list[tuple[str, int | None]]:
+        for _, proc in self.replicas:
+            if proc.poll() is None:
+                proc.terminate()
+        codes: list[tuple[str, int | None]] = []
+        deadline = time.monotonic() + max(15.0, self.s.hang_for + 10)
+        for rid, proc in self.replicas:
+            try:
+                codes.append((rid, proc.wait(max(0.1, deadline - time.monotonic()))))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+                codes.append((rid, None))
+        return codes
+
+    def cleanup(self, keep_logs: bool) -> None:
+        for h in self.helpers:
+            h.stop()
+        for _, proc in self.replicas:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+        with contextlib.suppress(StateStoreError, redis.RedisError, OSError):
+            self._delete_namespace()
+        self.store.close()
+        for f in self._logs:
+            f.close()
+        if not keep_logs:
+            shutil.rmtree(self.logdir, ignore_errors=True)
+
+    def _delete_namespace(self) -> None:
+        client = self.store.client
+        batch: list[Any] = []
+        for key in client.scan_iter(match=self.store.keys.match_all, count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)
+
+    # --- the workload ---------------------------------------------------------------------------------
+    def _name(self) -> str:
+        self._serial += 1
+        return f"{self.rng.choice(('web', 'api', 'db', 'cache', 'worker', 'job'))}-{self._serial:03d}"
+
+    def _new_container(self, name: str | None = None) -> Tracked:
+        c = Container.new("busybox")  # only for a well-formed random ID
+        t = Tracked(c.id, name or self._name())
+        self.tracked[t.id] = t
+        return t
+
+    def _submit(self, t: Tracked, action: str, **args: Any) -> str:
+        if action == "create":
+            args.setdefault("name", t.name)
+            args.setdefault("image", self.rng.choice(IMAGES))
+            args.setdefault("labels", {"demo": "yes", "tier": self.rng.choice(("front", "back", "batch"))})
+        elif action == "rename":
+            args["name"] = self._name()
+        elif action == "exec":
+            args["cmd"] = self.rng.choice((["sh", "-c", "date"], ["cat", "/etc/hostname"], ["ps", "aux"]))
+        elif action == "remove":
+            args["force"] = self.rng.random() < 0.7
+        if action != "create" and t is not self.stuck and self.rng.random() < 0.01:
+            args["fail"] = True  # the runtime fails now and then
+        t.outstanding += 1
+        self.state.submitted += 1
+        return _daemon.submit(self.store, action, t.id, **args)
+
+    def _choose(self) -> tuple[Tracked, str] | None:
+        pool = [t for t in self.tracked.values() if t is not self.stuck and t.status not in ("new", "removed",
+                                                                                            "failed")]
+        if not pool:
+            return None
+        if self.rng.random() < 0.05:  # a second action on a busy container: they contend for its lock
+            busy = [t for t in pool if t.outstanding > 0]
+            if busy:
+                t = self.rng.choice(busy)
+                return t, _pick(self.rng, WORKLOAD.get(t.status, WORKLOAD["running"]))
+        idle = [t for t in pool if t.outstanding == 0]
+        if not idle:
+            return None
+        t = self.rng.choice(idle)
+        if self.rng.random() < 0.03:
+            return t, self.rng.choice(_daemon.ACTIONS[1:])  # anything at all: often illegal
+        return t, _pick(self.rng, WORKLOAD.get(t.status, [("start", 1)]))
+
+    def _on_result(self, r: _daemon.Result) -> None:
+        st = self.state
+        if r.item in st.items:
+            st.duplicate_results += 1
+        st.items.add(r.item)
+        st.results += 1
+        per = st.per_replica.setdefault(r.replica, Counter())
+        per["done"] += 1
+        per["ok" if r.ok else "failed"] += 1
+        per["conflicts"] += r.conflicts
+        per["taken over"] += r.deliveries > 1
+        st.conflicts += r.conflicts
+        t = self.tracked.get(r.container)
+        if r.item == self.hang_item:
+            st.hang_result = r
+        if r.item in self.blocked_items:
+            st.stuck_blocked.append(r)
+        if r.ok:
+            st.ok += 1
+        else:
+            st.failed += 1
+            st.errors[r.error.split(":", 1)[0] or "?"] += 1
+        if t is None:
+            return
+        t.outstanding = max(0, t.outstanding - 1)
+        if r.ok:
+            t.ok += 1
+            t.status = r.status
+            if r.status == "removed":
+                t.final_counter = r.actions
+                if t is not self.stuck and time.monotonic() < self.workload_end:
+                    self._submit(self._new_container(), "create")  # keep the population
+        elif r.action == "create" and t.status == "new":
+            t.status = "failed"
+        else:
+            with contextlib.suppress(StateStoreError):
+                try:
+                    t.status = self.store.containers.get(t.id).status
+                except NotFoundError:
+                    t.status = "removed"
+
+    def drive(self) -> None:
+        s = self.s
+        self.t0 = time.monotonic()
+        self.workload_end = self.t0 + s.duration
+        stuck = self.stuck
+        assert stuck is not None
+        self._submit(stuck, "create", name=stuck.name, image="nginx:1.27", labels={"demo": "stuck"})
+        for _ in range(s.containers):
+            self._submit(self._new_container(), "create")
+        backlog = s.replicas * s.max_inflight * 2
+        last_result = "0-0"
+        next_progress = self.t0 + 1.0
+        phase = "start-stuck"
+        hang_sent_at = 0.0
+        drain_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            for r in _daemon.read_results(self.store, last_result, count=500, block=0.02):
+                last_result = r.entry
+                self._on_result(r)
+            # the hung container's script
+            if phase == "start-stuck" and stuck.status == "created":
+                self._submit(stuck, "start")
+                phase = "wait-hang"
+            elif phase == "wait-hang" and stuck.status == "running" and now >= self.t0 + s.hang_at:
+                self.hang_item = self._submit(stuck, "stop", hang=s.hang_for)
+                hang_sent_at = now
+                phase = "hanging"
+            elif phase == "hanging" and now >= hang_sent_at + min(0.3, s.hang_for / 4):
+                for action in ("exec", "pause"):  # these wait for its lock, and give up
+                    self.blocked_items.add(self._submit(stuck, action))
+                phase = "blocked"
+            elif phase == "blocked" and self.state.hang_result is not None and stuck.outstanding == 0:
+                self.after_hang_item = self._submit(stuck, "start")  # it recovers
+                phase = "done"
+            # the rest of the workload
+            if now < self.workload_end:
+                outstanding = sum(t.outstanding for t in self.tracked.values())
+                while outstanding < backlog:
+                    choice = self._choose()
+                    if choice is None:
+                        break
+                    self._submit(*choice)
+                    outstanding += 1
+            elif drain_deadline is None:
+                drain_deadline = now + s.hang_for + s.lock_timeout + 15
+            if now >= next_progress:
+                self.progress(now)
+                next_progress += 1.0
+                gone = [rid for rid, proc in self.replicas if proc.poll() is not None]
+                if gone and not self.early_exits:
+                    self.early_exits = gone
+                    self.say(f"replica(s) {', '.join(gone)} exited early: {self._tail(gone[0], 2)}")
+                if len(gone) == len(self.replicas):
+                    break  # nobody left to do the work
+            if drain_deadline is not None:
+                answered = self.state.results >= self.state.submitted
+                if (answered and phase not in ("hanging", "blocked")) or now > drain_deadline:
+                    break
+        if self.tty:
+            self.out.write("\n")
+
+    def progress(self, now: float) -> None:
+        st = self.state
+        w = self.watcher.latest
+        q = self.querier.latest
+        per = " ".join(f"{rid} {st.per_replica.get(rid, Counter())['done']}" for rid, _ in self.replicas)
+        p99 = q.get("stuck_p99_ms")
+        stuck = f"{STUCK_NAME} read p99 {'-' if p99 is None else f'{p99:.1f} ms'}"
+        if q.get("stuck_locked_by"):
+            stuck += f", LOCKED by {q['stuck_locked_by']} for {q.get('stuck_locked_for', 0):.1f}s"
+        order = "in order" if not w.get("violations") else f"ORDER VIOLATIONS {w['violations']}"
+        head = f"[{now - self.t0:4.1f}s] {st.results} actions"
+        tail = (f"{st.failed} failed, {st.submitted - st.results} queued | {w.get('events', 0)} events {order} | "
+                f"{q.get('queries', 0)} queries, {stuck}")
+        line = f"{head} ({per}), {tail}"
+        if self.tty:
+            width = max(40, shutil.get_terminal_size().columns - 1)
+            if len(line) > width:
+                line = f"{head}, {tail}"  # without the per-replica counts
+            if len(line) > width:
+                locked = (f" LOCKED {q['stuck_locked_by']} {q.get('stuck_locked_for', 0):.1f}s,"
+                          if q.get("stuck_locked_by") else "")
+                line = (f"{head}, {w.get('events', 0)} events | {STUCK_NAME}{locked} p99 "
+                        f"{'-' if p99 is None else f'{p99:.1f}ms'}")
+            self.out.write("\r" + line[:width].ljust(width))
+            self.out.flush()
+        else:
+            self.say(line)
+
+    # --- the end ----------------------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.s
+        self.stuck = self._new_container(STUCK_NAME)
+        _daemon.ensure_group(self.store)
+        seq0 = int(self.store.client.get(self.store.keys.log_seq) or 0)
+        self.say(f"namespace {self.namespace}: {s.replicas} replicas, {s.containers} containers, "
+                 f"{s.duration:g} s of workload; {STUCK_NAME}'s runtime will hang {s.hang_for:g} s in 'stop' "
+                 f"at ~{s.hang_at:g} s")
+        self.start_processes(self.stuck)
+        self.say(f"started: watcher, {', '.join(r for r, _ in self.replicas)} "
+                 f"(python -m statestore daemon), querier")
+        self.drive()
+        codes = self.stop_replicas()
+        final_rev = self.store.snapshot().revision
+        seq1 = int(self.store.client.get(self.store.keys.log_seq) or 0)
+        q = self.querier.finish("stop", 10) or {}
+        w = self.watcher.finish(f"stop {final_rev}", 20) or {}
+        checks = self.verify(codes, q, w, seq1 - seq0)
+        self.report(checks, q, w)
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            self.say(f"\nFAILED: {', '.join(c.name for c in failed)}")
+            return 1
+        self.say("\nall invariants hold")
+        return 0
+
+    def verify(self, codes: list[tuple[str, int | None]], q: dict[str, Any], w: dict[str, Any],
+               logged: int) -> list[Check]:
+        st, s = self.state, self.s
+        checks: list[Check] = []
+        # lost updates: the counters against the successful results
+        snap = self.store.snapshot()
+        expected = actual = lost = phantom = 0
+        for t in self.tracked.values():
+            if t.ok == 0:
+                continue
+            if t.id in snap.containers:
+                have = _daemon.counter(snap.containers[t.id])
+            else:
+                have = t.final_counter if t.final_counter is not None else 0
+            expected += t.ok
+            actual += have
+            lost += max(0, t.ok - have)
+            phantom += max(0, have - t.ok)
+        checks.append(Check("lost updates", lost == 0 and phantom == 0,
+                            f"{lost} ({st.ok} successful actions, counters sum to {actual}"
+                            + (f"; {phantom} counted without a result" if phantom else "") + ")"))
+        # every work item answered exactly once, nothing left in the queue
+        keys = self.store.keys
+        left = self.store.client.xlen(keys.work_queue)
+        pending = self.store.client.xpending(keys.work_queue, _daemon.GROUP)
+        n_pending = int(pending["pending"] if isinstance(pending, dict) else pending[0])
+        ok_items = st.results == st.submitted and st.duplicate_results == 0 and left == 0 and n_pending == 0
+        checks.append(Check("work items answered", ok_items,
+                            f"{len(st.items)} of {st.submitted} once each; queue {left}, pending {n_pending}"
+                            + (f", {st.duplicate_results} answered twice" if st.duplicate_results else "")))
+        # the watcher
+        events, violations = int(w.get("events", -1)), int(w.get("violations", -1))
+        checks.append(Check(
+            "events in order", bool(w) and violations == 0 and events == logged,
+            f"{events} of {logged} delivered to the watcher, seq and per-record versions consecutive"
+            if w and violations == 0 else
+            f"{events} of {logged} delivered, {violations} violations: {'; '.join(w.get('examples', []))}"
+            if w else "the watcher did not report"))
+        # locks and replicas
+        locks = self.store.locks()
+        checks.append(Check("locks left behind", not locks, f"{len(locks)}"))
+        clean = sum(code == 0 and rid not in self.early_exits for rid, code in codes)
+        checks.append(Check("replicas exited cleanly", clean == len(codes),
+                            f"{clean} of {len(codes)} drained and exited 0 when told to"
+                            + "".join(f"; {rid}: {code}" for rid, code in codes if code != 0)
+                            + (f"; {', '.join(self.early_exits)} exited early" if self.early_exits else "")))
+        # fsck (the work queue is the daemons', not the store's: drop it first)
+        self.store.client.delete(keys.work_queue, keys.work_results)
+        fsck = getattr(self.store, "fsck", None)
+        if fsck is None:
+            checks.append(Check("fsck", True, "not available"))
+        else:
+            report = fsck()
+            probs = list(getattr(report, "problems", []))
+            checked = getattr(report, "checked", {}) or {}
+            scope = f"{checked.get('containers', len(snap.containers))} containers, " \
+                    f"{checked.get('execs', len(snap.execs))} execs"
+            text = "; ".join(str(getattr(p, "line", lambda p=p: str(p))()) for p in probs[:3])
+            checks.append(Check("fsck", bool(report.clean), f"clean ({scope})" if report.clean else
+                                f"{len(probs)} problem(s): {text}"))
+        # the hung container
+        hr = st.hang_result
+        series = q.get("series", {})
+        locked = series.get("stuck_locked", {})
+        if hr is None or not hr.ok:
+            checks.append(Check("hung container", False, "the hang did not happen: "
+                                + ("no result" if hr is None else hr.error)))
+        elif not locked.get("n"):
+            checks.append(Check("hung container", False, "no query ran while its lock was held"))
+        else:
+            limit = s.hang_for / 2
+            errors = int(q.get("stuck_errors", 0))
+            good = locked["max"] < limit * 1000 and not errors
+            timed_out = sum(not r.ok and "LockTimeout" in r.error for r in st.stuck_blocked)
+            checks.append(Check(
+                "hung container", good,
+                f"'stop' held its lock {hr.duration_ms / 1000:.1f} s on {hr.replica}; {locked['n']} queries "
+                f"meanwhile, max {locked['max']:.1f} ms (limit {limit * 1000:.0f} ms)"
+                + (f", {errors} failed" if errors else "")
+                + f"; {timed_out} of {len(st.stuck_blocked)} actions behind it timed out after {s.lock_timeout:g} s"))
+        return checks
+
+    def report(self, checks: list[Check], q: dict[str, Any], w: dict[str, Any]) -> None:
+        st = self.state
+        elapsed = max(0.001, self.s.duration)
+        self.say("")
+        rows = [["replica", "actions", "ok", "failed", "conflicts retried", "taken over"]]
+        total: Counter[str] = Counter()
+        for rid, _ in self.replicas:
+            per = st.per_replica.get(rid, Counter())
+            total.update(per)
+            rows.append([rid, str(per["done"]), str(per["ok"]), str(per["failed"]), str(per["conflicts"]),
+                         str(per["taken over"])])
+        rows.append(["total", str(total["done"]), str(total["ok"]), str(total["failed"]), str(total["conflicts"]),
+                     str(total["taken over"])])
+        _table(rows, self.out, right=range(1, 6))
+        if st.errors:
+            why = ", ".join(f"{k} {v}" for k, v in st.errors.most_common())
+            self.say(f"failed actions are expected (illegal transitions on purpose, a busy container, simulated "
+                     f"runtime failures): {why}")
+        self.say(f"throughput: {total['done'] / elapsed:.0f} actions/s")
+        series = q.get("series", {})
+        self.say("\nquery latency, from another process (reads never wait for a lock):")
+        rows = [["query", "n", "p50", "p99", "max"]]
+        labels = [("ps", "ps (running containers)"),
+                  ("stuck", f"{STUCK_NAME}: inspect by ID, name, prefix"),
+                  ("stuck_locked", "  ... while its lock was held"),
+                  ("others", "other containers: ID, name, prefix")]
+        for key, label in labels:
+            d = series.get(key) or {}
+            if d.get("n"):
+                rows.append([label, str(d["n"]), f"{d['p50']:.2f} ms", f"{d['p99']:.2f} ms", f"{d['max']:.1f} ms"])
+            else:
+                rows.append([label, "0", "-", "-", "-"])
+        _table(rows, self.out, right=range(1, 5))
+        self.say("\nchecks:")
+        width = max(len(c.name) for c in checks)
+        for c in checks:
+            self.say(f"  {'OK  ' if c.ok else 'FAIL'} {c.name.ljust(width)}  {c.detail}")
+        notable = self._notable_log_lines()
+        if notable:
+            self.say("\nfrom the replicas' logs:")
+            for line in notable:
+                self.say(f"  {line}")
+
+    def _notable_log_lines(self) -> list[str]:
+        out: list[str] = []
+        for rid, _ in self.replicas:
+            try:
+                lines = (self.logdir / f"{rid}.log").read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                if "hangs" in line or "returned after" in line or "took over" in line or "error" in line.lower():
+                    out.append(line)
+        return out[:8]
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _table(rows: Sequence[Sequence[str]], out: IO[str], right: Sequence[int] | range = ()) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths,
+                                                                                                   strict=True))]
+        out.write("  " + "   ".join(cells).rstrip() + "\n")
+    out.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    settings = Settings.from_args(args)
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+
+    try:
+        url, emb = choose_redis(args, say)
+    except EmbeddedError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    demo: Demo | None = None
+    code = 1
+    try:
+        demo = Demo(url, settings, out)
+        code = demo.run()
+        return code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        code = 130
+        return code
+    except (StateStoreError, redis.RedisError, RuntimeError, OSError) as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return 1
+    finally:
+        if demo is not None:
+            keep = settings.keep_logs or code == 1
+            demo.cleanup(keep_logs=keep)
+            if keep:
+                out.write(f"logs of the replicas, querier and watcher: {demo.logdir}\n")
+        if emb is not None:
+            emb.close()
+        out.write(f"demo finished in {time.monotonic() - started:.1f} s\n")
+        out.flush()
+
+
+# --- the helper processes ------------------------------------------------------------------------------
+
+
+def _stats(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"n": 0}
+    xs = sorted(samples)
+    n = len(xs)
+    return {"n": n, "p50": xs[n // 2] * 1000, "p99": xs[min(n - 1, int(n * 0.99))] * 1000, "max": xs[-1] * 1000}
+
+
+def _emit(msg: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(msg) + "\n")
+    sys.stdout.flush()
+
+
+def _stdin_commands(on_line: Callable[[str], None]) -> None:
+    def read() -> None:
+        for line in sys.stdin:
+            on_line(line.strip())
+        on_line("eof")
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+
+
+def _parent_gone(parent: int | None) -> bool:
+    return parent is not None and os.getppid() != parent
+
+
+def querier_main(url: str, namespace: str, stuck_id: str, stuck_name: str, parent: int | None) -> int:
+    """Query as fast as possible: ps, the hung container by ID/name/prefix, others likewise."""
+    store = Store.from_url(url, namespace=namespace)
+    series: dict[str, list[float]] = {"ps": [], "stuck": [], "stuck_locked": [], "others": []}
+    stop = threading.Event()
+    _stdin_commands(lambda line: stop.set() if line in ("stop", "eof") else None)
+    errors = stuck_errors = not_found = 0
+    others: list[Container] = []
+    rng = random.Random()
+    locked_by: str | None = None
+    locked_for = 0.0
+    next_lock_check = next_report = 0.0
+    _emit({"ready": True})
+
+    def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+        t = time.perf_counter()
+        value = fn()
+        return time.perf_counter() - t, value
+
+    while not stop.is_set() and not _parent_gone(parent):
+        now = time.monotonic()
+        try:
+            if now >= next_lock_check:  # an operator's view (statestore locks); it does not wait either
+                holder = next((li for li in store.locks() if li.container_id == stuck_id), None)
+                locked_by = holder.replica if holder else None
+                locked_for = holder.age if holder else 0.0
+                next_lock_check = now + 0.2
+            dt, listed = timed(store.containers.list)
+            series["ps"].append(dt)
+            others = [c for c in listed if c.id != stuck_id] or others
+        except StateStoreError:
+            errors += 1
+        lookups = [("stuck", ref) for ref in (stuck_id, stuck_name, stuck_id[:10])]
+        if others:
+            c = rng.choice(others)
+            lookups += [("others", ref) for ref in (c.id, c.name, c.id[:10])]
+        rng.shuffle(lookups)  # neither kind always goes first (right after the heavier ps)
+        for kind, ref in lookups:
+            try:
+                dt, _ = timed(functools.partial(store.containers.get, ref))
+                series[kind].append(dt)
+                if kind == "stuck" and locked_by:
+                    series["stuck_locked"].append(dt)
+            except NotFoundError:
+                if kind == "others":
+                    not_found += 1  # renamed or removed meanwhile: an answer all the same
+                elif series["stuck"]:  # not created yet is fine; gone later is not
+                    stuck_errors += 1
+            except StateStoreError:
+                if kind == "stuck":
+                    stuck_errors += 1
+                else:
+                    errors += 1
+        if now >= next_report:
+            recent = series["stuck"][-300:]
+            _emit({"queries": sum(len(v) for k, v in series.items() if k != "stuck_locked"),
+                   "stuck_p99_ms": _stats(recent).get("p99"), "stuck_locked_by": locked_by,
+                   "stuck_locked_for": locked_for})
+            next_report = now + 0.5
+        time.sleep(0.001)
+    _emit({"final": True, "series": {k: _stats(v) for k, v in series.items()}, "errors": errors,
+           "stuck_errors": stuck_errors, "not_found": not_found})
+    store.close()
+    return 0
+
+
+def watcher_main(url: str, namespace: str, parent: int | None) -> int:
+    """Follow the change log from now; check seq and per-record versions; report."""
+    store = Store.from_url(url, namespace=namespace)
+    watch = store.watch(block=0.2)
+    watch.poll(0)  # fixes the starting position before the demo starts writing
+    target: list[str] = []
+    stop = threading.Event()
+
+    def on_line(line: str) -> None:
+        if line.startswith("stop "):
+            target.append(line.split(" ", 1)[1])
+        stop.set()
+
+    _stdin_commands(on_line)
+    versions: dict[tuple[str, str], int] = {}
+    deleted: set[tuple[str, str]] = set()
+    events = violations = 0
+    examples: list[str] = []
+    last_seq: int | None = None
+    next_report = 0.0
+
+    def bad(text: str) -> None:
+        nonlocal violations
+        violations += 1
+        if len(examples) < 5:
+            examples.append(text)
+
+    _emit({"ready": True, "revision": watch.revision})
+    stop_at: float | None = None
+    while not _parent_gone(parent):
+        try:
+            batch = watch.poll(0.2)
+        except (HistoryTrimmedError, LogRegressionError) as exc:
+            bad(f"{type(exc).__name__}: {exc}")
+            break
+        except StateStoreError as exc:
+            bad(f"watch failed: {exc}")
+            break
+        for ev in batch:
+            events += 1
+            if last_seq is not None and ev.seq != last_seq + 1:
+                bad(f"seq {ev.seq} after {last_seq}")
+            last_seq = ev.seq
+            key = (ev.kind, ev.id)
+            prev = versions.get(key)
+            if key in deleted:
+                bad(f"{ev.kind} {ev.id[:12]}: {ev.type} after its delete")
+            elif ev.type == "create":
+                if prev is not None or ev.version != 1:
+                    bad(f"{ev.kind} {ev.id[:12]}: create at version {ev.version} (seen {prev})")
+            elif ev.type == "update":
+                if prev is not None and ev.version != prev + 1:
+                    bad(f"{ev.kind} {ev.id[:12]}: version {ev.version} after {prev}")
+            elif ev.type == "delete":
+                if prev is not None and ev.version != prev:
+                    bad(f"{ev.kind} {ev.id[:12]}: deleted at version {ev.version}, last seen {prev}")
+                deleted.add(key)
+            versions[key] = ev.version
+        now = time.monotonic()
+        if now >= next_report:
+            _emit({"events": events, "violations": violations})
+            next_report = now + 0.5
+        if stop.is_set():
+            stop_at = stop_at or now + 15
+            if not target or now > stop_at:
+                break
+            if watch.revision is not None and parse_revision(watch.revision) >= parse_revision(target[0]):
+                break
+    caught_up = bool(target) and watch.revision is not None and \
+        parse_revision(watch.revision) >= parse_revision(target[0])
+    if target and not caught_up:
+        bad(f"did not reach revision {target[0]} (stopped at {watch.revision})")
+    _emit({"final": True, "events": events, "violations": violations, "examples": examples,
+           "revision": watch.revision})
+    watch.close()
+    store.close()
+    return 0
+
+
+def _role_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m statestore.demo")
+    p.add_argument("role", choices=("querier", "watcher"))
+    p.add_argument("--url", required=True)
+    p.add_argument("--namespace", required=True)
+    p.add_argument("--stuck-id", default="")
+    p.add_argument("--stuck-name", default="")
+    p.add_argument("--parent-pid", type=int, default=None)
+    a = p.parse_args(argv)
+    try:
+        if a.role == "querier":
+            return querier_main(a.url, a.namespace, a.stuck_id, a.stuck_name, a.parent_pid)
+        return watcher_main(a.url, a.namespace, a.parent_pid)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(_role_main(sys.argv[1:]))
