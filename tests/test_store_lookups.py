@@ -259,7 +259,7 @@ def test_snapshot_lookups_follow_the_same_rules(store: Store) -> None:
     shadow = create(store, "abc", make_id("9999", "8"))
     create(store, "second", make_id("abc2", "7"))
     hexname = make_id("c0ffee", "1")
-    named = create(store, hexname)
+    named = create(store, hexname, make_id("d00d", "2"))  # a fixed ID: a random one could start "99"
     snap = store.snapshot()
     for ref in ("abc", "/abc", "abc1", "abc2", "99", "first", "/first", target.id, hexname, "/" + hexname):
         assert snap.get(ref).id == store.containers.get(ref).id, ref
