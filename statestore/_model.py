@@ -26,7 +26,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -345,7 +345,9 @@ class NetworkSettings(_View):
 class _Record:
     """Common behaviour of container and exec records."""
 
-    __slots__ = ("_d", "revision", "_auto_name")
+    __slots__ = ("_d", "_raw", "revision", "_auto_name")
+    _d: dict[str, Any]
+    _raw: bytes
     KIND: str = ""
     ID_FIELD: str = "Id"
 
@@ -355,6 +357,30 @@ class _Record:
         #: it came back from a write (not persisted; ``None`` after a plain read)
         self.revision: str | None = None
         self._auto_name = False  # the name was generated: the store may pick another
+
+    @classmethod
+    def _from_valid_bytes(cls, raw: bytes) -> Any:
+        """A record that parses ``raw`` (already validated) on first use.
+
+        Still a private copy: the bytes are immutable and each object parses
+        its own document.  Used by the local view, whose lookups would
+        otherwise spend most of their time parsing JSON nobody reads.
+        """
+        rec = cls.__new__(cls)
+        rec._raw = raw
+        rec.revision = None
+        rec._auto_name = False
+        return rec
+
+    if not TYPE_CHECKING:  # hidden from mypy, so attribute typos stay type errors
+
+        def __getattr__(self, name: str) -> Any:
+            # only reached when a slot is unset: the document of a lazily parsed record
+            if name == "_d":
+                doc = orjson.loads(object.__getattribute__(self, "_raw"))
+                self._d = doc
+                return doc
+            raise AttributeError(name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -57,6 +57,8 @@ class _Table:
 
     def __init__(self) -> None:
         self.rows: dict[str, tuple[int, bytes]] = {}
+        # each record's document, parsed once per version, for filtering only (never handed out)
+        self.docs: dict[str, dict[str, Any]] = {}
         self.ids: list[str] = []
         self.names: dict[str, str] = {}      # containers only
         self.name_of: dict[str, str] = {}
@@ -68,6 +70,7 @@ class _Table:
         if old is None:
             bisect.insort(self.ids, rid)
         self.rows[rid] = (version, raw)
+        self.docs[rid] = orjson.loads(raw)
         if name is not None:
             prev = self.name_of.get(rid)
             if prev is not None and prev != name and self.names.get(prev) == rid:
@@ -81,6 +84,7 @@ class _Table:
         if old is None or (version is not None and old[0] > version):
             return
         del self.rows[rid]
+        self.docs.pop(rid, None)
         i = bisect.bisect_left(self.ids, rid)
         if i < len(self.ids) and self.ids[i] == rid:
             self.ids.pop(i)
@@ -241,11 +245,18 @@ class View:
 
     def get(self, ref: str) -> Container:
         """Like ``store.containers.get``, from memory."""
-        self._check()
+        if self._error is not None:
+            raise self._error
+        # full ID: one dict lookup (rows hold immutable (version, bytes) tuples, so no lock)
+        row = self._containers.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
+        if row is not None:
+            rec: Container = Container._from_valid_bytes(row[1])
+            return rec
         with self._cond:
             rid = self._containers.resolve(ref, KIND_CONTAINER)
             raw = self._containers.rows[rid][1]
-        return Container(orjson.loads(raw))
+        named: Container = Container._from_valid_bytes(raw)
+        return named
 
     def get_exec(self, ref: str) -> ExecConfig:
         """Like ``store.execs.get``, from memory."""
@@ -253,21 +264,27 @@ class View:
         with self._cond:
             rid = self._execs.resolve(ref, KIND_EXEC)
             raw = self._execs.rows[rid][1]
-        return ExecConfig(orjson.loads(raw))
+        rec: ExecConfig = ExecConfig._from_valid_bytes(raw)
+        return rec
 
     def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
              limit: int | None = None) -> RecordList[Container]:
         """Like ``store.containers.list``, from memory (``.revision`` is the view's)."""
-        from ._store import _finish_list
+        from ._store import RecordList
 
         self._check()
         q = _filters.make_query(filters, all, limit)
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
+        table = self._containers
         with self._cond:
-            raws = [raw for _, raw in self._containers.rows.values()]
+            items = [(table.docs[rid], row[1]) for rid, row in table.rows.items()]
             rev = self._revision
-        return _finish_list(q, [orjson.loads(r) for r in raws], rev, (), before, since)
+        hits = [(doc, raw) for doc, raw in items if _filters.matches(q, doc, before, since)]
+        hits.sort(key=lambda h: _filters.sort_key(h[0]), reverse=True)
+        if q.limit is not None:
+            hits = hits[: q.limit]
+        return RecordList((Container._from_valid_bytes(raw) for _, raw in hits), rev, ())
 
     def execs(self, container: str | None = None) -> builtins.list[ExecConfig]:
         """Every exec in the view, or those of one container (a reference)."""
