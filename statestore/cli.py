@@ -9,6 +9,7 @@ prints a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -92,7 +93,9 @@ def status_text(c: Container, now: datetime) -> str:
     st = c.state
     status = st.status
     health = st.health
-    suffix = f" ({health.status})" if health is not None and health.status else ""
+    suffix = ""
+    if health is not None and health.status:
+        suffix = " (health: starting)" if health.status == "starting" else f" ({health.status})"
     if status == "running":
         return f"Up {_ago(st.started_at, now)}{suffix}"
     if status == "paused":
@@ -234,6 +237,7 @@ def cmd_events(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     refs = [*f.get("container", []), *f.get("id", [])]
     if refs:
         ids = [store.containers.resolve(r) for r in refs]
+    store.ping()  # an unreachable Redis is an error now, not an endless reconnect loop
     watch = store.watch(since=args.since, kinds=f.get("type"), ids=ids, labels=f.get("label"),
                         types=f.get("event"), block=0.2)
     stop = threading.Event()
@@ -344,6 +348,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in ("daemon", "demo"):  # those two configure logging themselves
+        # the library logs what it skips or retries; the CLI reports problems itself, on one line
+        lib_log = logging.getLogger("statestore")
+        if not lib_log.handlers:
+            lib_log.addHandler(logging.NullHandler())
+            lib_log.propagate = False
     try:
         if args.command == "demo":
             from . import demo
