@@ -118,6 +118,8 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
         m = re.search(r"statestore (?:index|key) (\S+?),?(?: holds a (\w+))?(?:$|,| )", msg)
         if m:
             where = m.group(1)
+            if "not an integer counter" in msg:
+                return CorruptRecordError(where, "is not an integer counter (the change-log sequence)")
             if m.group(2):
                 return CorruptRecordError(where, f"holds a {m.group(2)}, expected another Redis type")
         return CorruptRecordError(where, "holds a value of the wrong Redis type")

@@ -6,7 +6,8 @@
 -- EVENT appends one change event: key = the change log (stream); arguments =
 --        sequence-counter key index, MAXLEN, channel, payload head, then the
 --        stream entry's field/value pairs.  It takes the next sequence number
---        (INCR), XADDs the entry with a "seq" field first, and PUBLISHes
+--        (reserved for all events at once with INCRBY before any write),
+--        XADDs the entry with a "seq" field first, and PUBLISHes
 --        payload head .. '"seq":N,"revision":"<entry id>"}' on the channel, so
 --        the notification carries the revision a watcher resumes from.
 -- Before writing anything it checks that every sorted set and stream it is
@@ -16,6 +17,7 @@
 -- Returns the IDs of the change-log entries, in order: the commit's revisions.
 local want = {ZADD = 'zset', ZREM = 'zset', EVENT = 'stream'}
 local i = 1
+local events, seqkey = 0, nil
 while i <= #ARGV do
   local w = want[ARGV[i]]
   if w then
@@ -26,22 +28,22 @@ while i <= #ARGV do
     end
   end
   if ARGV[i] == 'EVENT' then
-    -- the sequence counter must be an integer string, or INCR would fail half-way
-    local seqkey = KEYS[tonumber(ARGV[i + 3])]
-    local t = redis.call('TYPE', seqkey)['ok']
-    local ok = t == 'none'
-    if t == 'string' then
-      -- what INCR accepts: a canonical decimal integer (no sign games, no leading zeros);
-      -- at most 18 digits, so INCR can never overflow
-      local v = redis.call('GET', seqkey)
-      ok = #v <= 18 and (v == '0' or string.match(v, '^%-?[1-9]%d*$') ~= nil)
-    end
-    if not ok then
-      return redis.error_reply('WRONGTYPE statestore key ' .. seqkey .. ' holds a ' .. t
-        .. ' that is not an integer counter, expected a string')
-    end
+    seqkey = KEYS[tonumber(ARGV[i + 3])]
+    events = events + 1
   end
   i = i + 3 + tonumber(ARGV[i + 2])
+end
+-- Take every sequence number this commit needs at once, after the type checks and
+-- before any write: if the counter is not an integer INCRBY fails and nothing is
+-- written (and a successful INCRBY is always followed by exactly that many entries).
+local seq = 0
+if events > 0 then
+  local ok, last = pcall(redis.call, 'INCRBY', seqkey, events)
+  if not ok then
+    return redis.error_reply('WRONGTYPE statestore key ' .. seqkey .. ' holds a value that is not an'
+      .. ' integer counter, expected a string')
+  end
+  seq = last - events
 end
 local out = {}
 i = 1
@@ -51,10 +53,11 @@ while i <= #ARGV do
   local n = tonumber(ARGV[i + 2])
   if op == 'EVENT' then
     local a = i + 3
-    local seq = redis.call('INCR', KEYS[tonumber(ARGV[a])])
-    local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 1], '*', 'seq', seq,
+    seq = seq + 1
+    local seqtext = string.format('%d', seq)
+    local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[a + 1], '*', 'seq', seqtext,
       unpack(ARGV, a + 4, i + 2 + n))
-    redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3] .. '"seq":' .. seq .. ',"revision":"' .. id .. '"}')
+    redis.call('PUBLISH', ARGV[a + 2], ARGV[a + 3] .. '"seq":' .. seqtext .. ',"revision":"' .. id .. '"}')
     out[#out + 1] = id
   else
     redis.call(op, key, unpack(ARGV, i + 3, i + 2 + n))
