@@ -359,6 +359,11 @@ class Watch(Iterator[Event]):
                 from ._engine import translate
 
                 raise translate(exc, self._log) from None
+            except (TypeError, ValueError, AttributeError):
+                # close() from another thread tore the socket down under a blocking read
+                if self._closed.is_set():
+                    return []
+                raise
 
     def close(self) -> None:
         self._closed.set()
