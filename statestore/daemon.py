@@ -800,7 +800,8 @@ def _non_negative(text: str) -> float:
     return 0.0 if text.strip() in ("0", "0.0") else _positive(text)
 
 
-def _count(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a positive integer (shared with the demo)."""
     try:
         v = int(text)
     except ValueError:
@@ -820,7 +821,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how long an action waits for a busy container's lock (default: %(default)s)")
     p.add_argument("--claim-idle", type=_positive, default=None, metavar="S",
                    help="take over items another replica left idle this long (default: 2 x lock TTL + 1)")
-    p.add_argument("--max-inflight", type=_count, default=8, metavar="N",
+    p.add_argument("--max-inflight", type=positive_int, default=8, metavar="N",
                    help="actions performed at once (default: %(default)s)")
     p.add_argument("--hang", action="append", default=[], metavar="REF",
                    help="the runtime hangs (until shutdown) for this container: name, ID or ID prefix")
@@ -832,7 +833,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="record a health probe of each container this replica runs every S seconds (0: off)")
     p.add_argument("--drain-timeout", type=_positive, default=10.0, metavar="S",
                    help="on SIGTERM, wait this long for actions in flight before interrupting them")
-    p.add_argument("--exit-after", type=_count, default=None, metavar="N",
+    p.add_argument("--exit-after", type=positive_int, default=None, metavar="N",
                    help="stop (drain and exit 0) after N work items (for tests)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every action")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the demo's: exit with it

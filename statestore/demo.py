@@ -99,14 +99,7 @@ class Settings:
                    lock_timeout=min(2.0, max(0.5, duration * 0.1)), keep_logs=args.keep_logs)
 
 
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return v
+_count = _daemon.positive_int  # the same argument rule as the replicas
 
 
 def _seconds(text: str) -> float:
