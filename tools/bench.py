@@ -101,11 +101,15 @@ def bulk_write(client: redis.Redis, keys: KeySchema, docs: Sequence[dict[str, An
                batch: int = 500) -> None:
     """Write exactly what ``containers.create`` writes, pipelined without WATCH/MULTI.
 
-    Name reservation, record, every index member, and the change-log entry.
-    ``verify_bulk_write`` checks this against a real create before it is used.
+    Name reservation, record, every index member, the change-log entry with its
+    sequence number, and the sequence counter (numbers are assigned here: the
+    benchmark is the only writer while it populates).  ``verify_bulk_write``
+    checks this against a real create before it is used.
     """
+    seq = int(client.get(keys.log_seq) or 0)
     pipe = client.pipeline(transaction=False)
     for n, doc in enumerate(docs, 1):
+        seq += 1
         cid = doc["Id"]
         data = _codec.encode(Container(doc))
         pipe.set(keys.name(doc["Name"][1:]), cid)
@@ -114,11 +118,14 @@ def bulk_write(client: redis.Redis, keys: KeySchema, docs: Sequence[dict[str, An
             if members:
                 pipe.zadd(keys.index(KIND_CONTAINER, fld), dict.fromkeys(members, 0))
         pipe.xadd(keys.log, {
-            "type": "create", "kind": KIND_CONTAINER, "id": cid, "name": doc["Name"][1:],
-            "version": doc[META]["Version"], "status": derive_status(doc["State"]), "record": data,
+            "seq": seq, "type": "create", "kind": KIND_CONTAINER, "id": cid, "name": doc["Name"][1:],
+            "container": cid, "version": doc[META]["Version"], "status": derive_status(doc["State"]),
+            "record": data,
         }, maxlen=maxlen, approximate=True)
         if n % batch == 0:
+            pipe.set(keys.log_seq, seq)
             pipe.execute()
+    pipe.set(keys.log_seq, seq)
     pipe.execute()
 
 
@@ -328,6 +335,14 @@ def machine_info(client: redis.Redis) -> dict[str, str]:
     }
 
 
+def print_header(client: redis.Redis, url: str, owned: bool) -> None:
+    """The machine and Redis a benchmark ran on (shared by the tools/bench*.py scripts)."""
+    info = machine_info(client)
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    print(f"redis: {'private redis-server' if owned else 'existing server'} at {url}; load average "
+          + " / ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
+
+
 def cleanup_namespaces(client: redis.Redis, patterns: Sequence[str]) -> None:
     for pattern in patterns:
         batch: list[bytes] = []
@@ -381,10 +396,7 @@ def run(args: argparse.Namespace) -> int:
     with server(args.redis_url) as (url, owned):
         client = redis.Redis.from_url(url)
         try:
-            info = machine_info(client)
-            print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-            print(f"redis: {'private redis-server' if owned else 'existing server'} at {url}; load average "
-                  + " / ".join(f"{x:.2f}" for x in os.getloadavg()))
+            print_header(client, url, owned)
             small = Store(client, ns_small)
             big = Store(client, ns_big)
             creates = Store(client, ns_create)

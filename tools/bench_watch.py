@@ -64,10 +64,10 @@ from bench import (  # noqa: E402  (tools/bench.py: same data, method and machin
     GROUP_SIZE,
     Side,
     cleanup_namespaces,
-    machine_info,
     make_container,
     measure,
     paired_ratios,
+    print_header,
     server,
     spread,
 )
@@ -396,10 +396,7 @@ def run(args: argparse.Namespace) -> int:
     with server(args.redis_url) as (url, owned):
         client = redis.Redis.from_url(url)
         try:
-            info = machine_info(client)
-            print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()))
-            print(f"redis: {'private redis-server' if owned else 'existing server'} at {url}; load average "
-                  + " / ".join(f"{x:.2f}" for x in os.getloadavg()), flush=True)
+            print_header(client, url, owned)
             rows: list[Row] = []
 
             # 1. commit -> watcher latency ---------------------------------------------------
