@@ -9,6 +9,14 @@
 -- only the smallest clause (by ZLEXCOUNT) is read; the caller filters exactly.
 -- Returns {revision, per group: count, id1, raw1, id2, raw2, ...}.  A record
 -- key of the wrong type gives raw = '\0WRONGTYPE'; a missing record is skipped.
+-- Only a WRONGTYPE error means a corrupt key; any other is returned as it is (in
+-- Redis Cluster, an undeclared record key of a slot being migrated: "non local key",
+-- which the client retries like TRYAGAIN).
+local function failed(err)
+  local msg = type(err) == 'table' and err.err or tostring(err)
+  if string.find(msg, 'WRONGTYPE', 1, true) then return nil end
+  return redis.error_reply(msg)
+end
 local out = {}
 local ok, last = pcall(redis.call, 'XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if not ok then
@@ -66,7 +74,11 @@ for _ = 1, ngroups do
   local found = 0
   for _, id in ipairs(ids) do
     local gok, raw = pcall(redis.call, 'GET', prefix .. id)
-    if not gok then raw = '\0WRONGTYPE' end
+    if not gok then
+      local e = failed(raw)
+      if e then return e end
+      raw = '\0WRONGTYPE'
+    end
     if raw then
       out[#out + 1] = id
       out[#out + 1] = raw

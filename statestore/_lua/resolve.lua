@@ -6,9 +6,17 @@
 -- Returns {status, id, raw}; status is 'ok', 'notfound', 'ambiguous', 'wrongtype'
 -- (record key) or 'wrongname' (name key; id is then the name).
 -- Every key touched shares the namespace's hash tag, so the script is single-slot.
+-- Only a WRONGTYPE error means a corrupt key.  Any other error is returned as
+-- it is: in Redis Cluster, a key this script did not declare whose slot is being
+-- migrated fails with "non local key", which the client retries like TRYAGAIN.
+local function failed(err)
+  local msg = type(err) == 'table' and err.err or tostring(err)
+  if string.find(msg, 'WRONGTYPE', 1, true) then return nil end
+  return redis.error_reply(msg)
+end
 local function fetch(id)
   local ok, raw = pcall(redis.call, 'GET', ARGV[1] .. id)
-  if not ok then return {'wrongtype', id, ''} end
+  if not ok then return failed(raw) or {'wrongtype', id, ''} end
   if raw then return {'ok', id, raw} end
   return nil
 end
@@ -19,7 +27,7 @@ if ARGV[4] == '1' then
 end
 if ARGV[5] == '1' then
   local ok, id = pcall(redis.call, 'GET', ARGV[2] .. ref)
-  if not ok then return {'wrongname', ref, ''} end
+  if not ok then return failed(id) or {'wrongname', ref, ''} end
   if id then
     local r = fetch(id)
     if r then return r end
