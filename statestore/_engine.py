@@ -47,7 +47,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -60,7 +62,6 @@ import redis
 import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -69,10 +70,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ._clients import derive_client
 from ._errors import (
     CommitIndeterminateError,
     ConflictError,
     CorruptRecordError,
+    DurabilityError,
     InvalidArgumentError,
     StateStoreError,
     StorePermissionError,
@@ -133,8 +136,12 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
 
 
 _AUTH = (rex.AuthenticationError, rex.AuthorizationError)
+# Redis Cluster: the namespace's slot moved (MOVED), is moving (ASK, TRYAGAIN) or
+# its shard has no primary right now (CLUSTERDOWN, MASTERDOWN): retried like a
+# lost connection (see ``_cluster``)
+_REDIRECT = (rex.AskError, rex.TryAgainError, rex.ClusterDownError, rex.MasterDownError)
 _TRANSIENT = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError,
-              ConnectionResetError, BrokenPipeError)
+              ConnectionResetError, BrokenPipeError, *_REDIRECT)
 
 
 class _Aborted(Exception):
@@ -153,6 +160,34 @@ class _Unsent(Exception):
         self.cause = cause
 
 
+class _Lost(Exception):
+    """The connection was lost after EXEC was sent: ``plan`` may or may not be applied.
+
+    Internal: a replay-safe transaction is retried (its body recognises its own
+    commit id); any other raises CommitIndeterminateError.
+    """
+
+    def __init__(self, plan: Plan, cause: str) -> None:
+        super().__init__(cause)
+        self.plan, self.cause = plan, cause
+
+
+class _Done(Exception):
+    """A body's plan has nothing to write.  Internal."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__(plan.key)
+        self.plan = plan
+
+
+@dataclass
+class _Attempts:
+    """What the attempts of one transaction share."""
+
+    commit_id: str
+    lost: _Lost | None = None
+
+
 @dataclass
 class Plan:
     """What one transaction writes, produced by a body from what it read.
@@ -168,12 +203,23 @@ class Plan:
     finish: Callable[[list[str]], Any] = lambda revisions: None
     expected: int | None = None
     actual: int | None = None
+    #: recorded with every record the plan writes (``StateStore.Commit``), so that a
+    #: retry after a lost EXEC reply can tell whether this commit was applied
+    commit_id: str = ""
+    #: the version the plan gives ``key`` (None: deleted, or not a record)
+    version: int | None = None
 
     def add(self, *command: Any) -> None:
         self.commands.append(command)
 
     def log(self, *command: Any) -> None:
         self.commands.append(command)
+
+    def settled(self, result: Any) -> Plan:
+        """This plan as one that writes nothing and returns ``result``."""
+        self.commands.clear()
+        self.finish = lambda revisions: result
+        return self
 
 
 @dataclass(frozen=True)
@@ -208,12 +254,25 @@ class Fence:
 
 
 class Tx:
-    """The read side of one transaction attempt, on a pinned connection."""
+    """The read side of one transaction attempt, on a pinned connection.
 
-    def __init__(self, conn: Any, fence: Fence | None = None) -> None:
+    ``commit_id`` is the same for every attempt of one transaction.  ``lost``
+    is the plan of an earlier attempt whose EXEC reply never came (None
+    normally): the body must then check whether that plan was applied before
+    planning again (see ``Store`` and docs/design.md, "Indeterminate commits").
+    """
+
+    def __init__(self, conn: Any, fence: Fence | None = None, commit_id: str = "",
+                 lost: Plan | None = None) -> None:
         self._conn = conn
         self._fence = fence
         self.watched = False
+        self.commit_id = commit_id
+        self.lost = lost
+
+    def plan(self, key: str, expected: int | None = None) -> Plan:
+        """A new plan for this transaction (it carries the commit id)."""
+        return Plan(key=key, expected=expected, commit_id=self.commit_id)
 
     def read(self, keys: Sequence[str]) -> list[Any]:
         """WATCH ``keys`` and return their values (None when missing), in one round trip."""
@@ -236,6 +295,9 @@ class Tx:
                     replies.append(exc)
         except _TRANSIENT as exc:
             raise _Unsent(exc) from exc
+        for reply in replies:
+            if isinstance(reply, _REDIRECT):
+                raise _Unsent(reply)
         if isinstance(replies[0], Exception):
             raise translate(replies[0])
         values = replies[1 : 1 + len(gets)]
@@ -281,31 +343,41 @@ def own_client(client: redis.Redis) -> redis.Redis:
     ``unavailable_timeout`` is what bounds a call).  Pools that cannot be
     cloned are used as they are, unless they decode responses.
     """
+    derived = derive_client(client, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    if derived is not None:
+        return derived
     pool = client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.pop("connection_pool", None)
-    kwargs.update(decode_responses=False, retry=Retry(NoBackoff(), 0))
-    new_pool: Any
-    if type(pool) is redis.ConnectionPool:
-        new_pool = redis.ConnectionPool(connection_class=pool.connection_class,
-                                        max_connections=pool.max_connections, **kwargs)
-    elif type(pool) is redis.BlockingConnectionPool:
-        new_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            connection_class=pool.connection_class,
-                                                max_connections=pool.max_connections,
-                                                timeout=pool.timeout, **kwargs)
-    elif type(pool) is SentinelConnectionPool:
-        kwargs.pop("connection_class", None)
-        new_pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
-            pool.service_name, pool.sentinel_manager,
-                                          is_master=pool.is_master,
-                                          check_connection=pool.check_connection, **kwargs)
-    else:
-        if pool.connection_kwargs.get("decode_responses"):
-            raise InvalidArgumentError(
-                f"cannot use a {type(pool).__name__} with decode_responses=True: statestore reads raw bytes")
-        return client
-    return redis.Redis(connection_pool=new_pool)
+    if pool.connection_kwargs.get("decode_responses"):
+        raise InvalidArgumentError(
+            f"cannot use a {type(pool).__name__} with decode_responses=True: statestore reads raw bytes")
+    return client
+
+
+@dataclass(frozen=True)
+class Durability:
+    """When a commit counts as done (``Store(durability=...)``).
+
+    ``replicas`` 0 is the fast default: done when the primary applied it.
+    Otherwise each commit is followed, on the same connection and in the same
+    write, by ``WAIT replicas timeout_ms``; fewer acknowledgements raise
+    DurabilityError.  Where the server has ``WAITAOF`` (Redis 7.2+) and the
+    primary has AOF on, the commit also waits for the primary's own fsync.
+    """
+
+    replicas: int = 0
+    timeout_ms: int = 1000
+
+    @classmethod
+    def parse(cls, durability: str, replicas: int, timeout: float) -> Durability:
+        if durability == "fast":
+            return cls(0, 0)
+        if durability != "replicated":
+            raise InvalidArgumentError(f"durability must be 'fast' or 'replicated', not {durability!r}")
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+            raise InvalidArgumentError("replicas must be a positive integer")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise InvalidArgumentError("durability_timeout must be a positive number of seconds")
+        return cls(replicas, max(1, int(timeout * 1000)))
 
 
 class Engine:
@@ -317,6 +389,7 @@ class Engine:
         *,
         conflict_attempts: int = 32,
         unavailable_timeout: float = 5.0,
+        durability: Durability = Durability(),
     ) -> None:
         if conflict_attempts < 1:
             raise InvalidArgumentError("conflict_attempts must be at least 1")
@@ -326,8 +399,13 @@ class Engine:
         self.pool = client.connection_pool
         self.conflict_attempts = conflict_attempts
         self.unavailable_timeout = unavailable_timeout
+        self.durability = durability
+        self._waitaof: bool | None = None  # learned on the first replicated commit
         self._apply = Script(_read_lua("apply.lua"))
         self._apply_loaded = False
+        # commit ids: unique per transaction, cheap (no syscall per commit)
+        self._id_prefix = os.urandom(6).hex()
+        self._ids = itertools.count(1)
 
     # --- connections -------------------------------------------------------------
     @contextlib.contextmanager
@@ -372,64 +450,166 @@ class Engine:
         except _Unsent as exc:
             raise exc.cause from None
 
+    def execute_durable(self, *args: Any) -> tuple[Any, int | None]:
+        """:meth:`execute`, then (with replicated durability) WAIT on the same connection.
+
+        Returns the reply and the number of replicas that acknowledged it
+        (None with the fast default).  For writes outside the commit engine
+        that must survive a failover as commits do (lock acquisitions).
+        """
+        if not self.durability.replicas:
+            return self.execute(*args), None
+        wait = self._wait_commands()
+        try:
+            with self._connection() as conn:
+                try:
+                    conn.send_packed_command(_pack(conn, [args, *wait]), check_health=False)
+                    try:
+                        reply = conn.read_response()
+                    except rex.ResponseError as exc:
+                        reply = exc
+                    acked = self._read_acks(conn, len(wait))
+                except _TRANSIENT:
+                    conn.disconnect()
+                    raise
+        except _Unsent as exc:
+            raise exc.cause from None
+        if isinstance(reply, Exception):
+            raise reply
+        return reply, acked
+
+    def _wait_commands(self) -> list[tuple[Any, ...]]:
+        d = self.durability
+        if self._waitaof is None:
+            self._waitaof = self.read(self._probe_waitaof)
+        cmds: list[tuple[Any, ...]] = []
+        if self._waitaof:
+            cmds.append(("WAITAOF", 1, 0, d.timeout_ms))
+        cmds.append(("WAIT", d.replicas, d.timeout_ms))
+        return cmds
+
+    def _probe_waitaof(self) -> bool:
+        """Whether this server has WAITAOF and its AOF is on (then commits wait for its fsync)."""
+        info = self.execute("COMMAND", "INFO", "WAITAOF")
+        if not info or info[0] is None:
+            return False
+        persistence = _text(self.execute("INFO", "persistence"))
+        return "aof_enabled:1" in persistence
+
+    def _read_acks(self, conn: Any, n: int) -> int:
+        """Read the replies of ``_wait_commands`` (n of them): the replicas that acknowledged."""
+        acked = 0
+        for _ in range(n):
+            reply = conn.read_response()
+            if isinstance(reply, list):  # WAITAOF: [local fsyncs, replica fsyncs]
+                if int(reply[0]) < 1:
+                    raise rex.ResponseError("WAITAOF: the primary did not fsync the commit in time")
+            else:
+                acked = int(reply)
+        return acked
+
+    def new_commit_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids):x}"
+
     # --- transactions --------------------------------------------------------------
-    def transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
+    def transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None, *,
+                 replay_safe: bool = False) -> Any:
         """Run ``body`` under WATCH and apply its plan atomically; see the module doc.
 
         With a ``fence``, the lock key is watched and its token checked in the
         first read: a commit by a holder that lost its lock raises and writes nothing.
+        ``replay_safe``: the body checks ``tx.lost`` (whether an attempt whose
+        EXEC reply was lost was applied), so such an attempt is retried instead
+        of raising CommitIndeterminateError.
         """
+        state = _Attempts(self.new_commit_id())
         try:
-            return self._attempt(body, fence)  # the common case pays no retry set-up
-        except (_Aborted, _Unsent) as exc:
+            return self._attempt(body, fence, state)  # the common case pays no retry set-up
+        except (_Aborted, _Unsent, _Lost) as exc:
             first: BaseException = exc
         conflicts = [1 if isinstance(first, _Aborted) else 0]
         started = time.monotonic()
         conflict_wait = wait_random_exponential(multiplier=0.001, max=0.1)
         unsent_wait = wait_random_exponential(multiplier=0.02, max=1.0)
 
-        def stop(state: RetryCallState) -> bool:
-            exc = state.outcome.exception() if state.outcome else None
+        def lost(exc: _Lost) -> CommitIndeterminateError:
+            return CommitIndeterminateError(exc.plan.key, exc.cause)
+
+        if isinstance(first, _Lost):
+            if not replay_safe:
+                raise lost(first) from None
+            state.lost = first
+
+        def stop(rs: RetryCallState) -> bool:
+            exc = rs.outcome.exception() if rs.outcome else None
             if isinstance(exc, _Aborted):
                 conflicts[0] += 1
                 return conflicts[0] >= self.conflict_attempts
+            if isinstance(exc, _Lost):
+                if not replay_safe:
+                    return True
+                state.lost = state.lost or exc
             return time.monotonic() - started >= self.unavailable_timeout
 
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            return conflict_wait(state) if isinstance(exc, _Aborted) else unsent_wait(state)
+        def wait(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            return conflict_wait(rs) if isinstance(exc, _Aborted) else unsent_wait(rs)
 
         retrying = Retrying(
-            stop=stop, wait=wait, retry=retry_if_exception_type((_Aborted, _Unsent)), reraise=True
+            stop=stop, wait=wait, retry=retry_if_exception_type((_Aborted, _Unsent, _Lost)), reraise=True
         )
         # the first attempt already failed: back off once before handing over
         if isinstance(first, _Aborted) and self.conflict_attempts <= 1:
             raise ConflictError(first.key, first.expected, first.actual, 1)
         time.sleep(0.0005 if isinstance(first, _Aborted) else 0.01)
         try:
-            return retrying(self._attempt, body, fence)
+            return retrying(self._attempt, body, fence, state)
         except _Aborted as exc:
             raise ConflictError(exc.key, exc.expected, exc.actual, conflicts[0]) from None
+        except _Lost as exc:
+            raise lost(exc) from None
         except _Unsent as exc:
+            if state.lost is not None:  # an earlier attempt's outcome is still unknown
+                raise CommitIndeterminateError(
+                    state.lost.plan.key, f"{state.lost.cause}; Redis stayed unavailable for "
+                    f"{self.unavailable_timeout:g}s ({exc.cause})") from None
             raise StoreUnavailableError(
                 f"Redis is unavailable: {exc.cause} (retried for {self.unavailable_timeout:g}s)"
             ) from None
 
-    def _attempt(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
+    def _attempt(self, body: Callable[[Tx], Plan], fence: Fence | None, state: _Attempts) -> Any:
         if not self._apply_loaded:
             self.read(functools.partial(self.execute, "SCRIPT", "LOAD", self._apply.source))
             self._apply_loaded = True
+        wait = self._wait_commands() if self.durability.replicas else []
         with self._connection() as conn:
-            tx = Tx(conn, fence)
+            tx = Tx(conn, fence, state.commit_id, state.lost.plan if state.lost else None)
             try:
                 plan = body(tx)
-            except BaseException:
+                if not plan.commands:  # nothing to write (e.g. a lost attempt was applied after all)
+                    raise _Done(plan)
+            except BaseException as exc:
                 if tx.watched:
                     try:
                         conn.send_command("UNWATCH", check_health=False)
                         conn.read_response()
                     except Exception:
                         conn.disconnect()  # the WATCH may still be on: never reuse it
+                if isinstance(exc, _Done):
+                    out = exc.plan.finish([])
+                    if wait and state.lost is not None:
+                        # the lost attempt was applied, but its WAIT reply was lost with it: wait
+                        # again (WAIT covers every earlier write of this primary, ours included)
+                        try:
+                            conn.send_packed_command(_pack(conn, wait), check_health=False)
+                            acks = self._read_acks(conn, len(wait))
+                        except _TRANSIENT as again:
+                            conn.disconnect()
+                            raise _Lost(state.lost.plan, str(again)) from None
+                        if acks < self.durability.replicas:
+                            raise DurabilityError(exc.plan.key, acks, self.durability.replicas, out,
+                                                  f" within {self.durability.timeout_ms} ms") from None
+                    return out
                 raise
             keys: dict[str, int] = {}
             argv: list[Any] = []
@@ -438,7 +618,7 @@ class Engine:
                 if op == "EVENT":  # its first argument is a key too: the sequence counter
                     args[0] = keys.setdefault(args[0], len(keys) + 1)
                 argv += [op, ki, len(args), *args]
-            cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",)]
+            cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",), *wait]
             try:
                 conn.send_packed_command(_pack(conn, cmds), check_health=False)
             except _TRANSIENT as exc:
@@ -447,7 +627,7 @@ class Engine:
                 raise _Unsent(exc) from exc
             try:
                 queued_errors: list[BaseException] = []
-                for _ in range(len(cmds) - 1):
+                for _ in range(2):
                     try:
                         conn.read_response()
                     except rex.ResponseError as exc:
@@ -455,11 +635,16 @@ class Engine:
                 try:
                     result = conn.read_response()
                 except rex.ExecAbortError:
-                    raise translate(queued_errors[0] if queued_errors else
-                                    rex.ResponseError("EXECABORT"), plan.key) from None
+                    cause = queued_errors[0] if queued_errors else rex.ResponseError("EXECABORT")
+                    if wait:
+                        self._read_acks(conn, len(wait))
+                    if isinstance(cause, _REDIRECT):  # the slot moved: nothing was applied
+                        raise _Unsent(cause) from None
+                    raise translate(cause, plan.key) from None
+                acked = self._read_acks(conn, len(wait)) if wait else None
             except _TRANSIENT as exc:
                 conn.disconnect()
-                raise CommitIndeterminateError(plan.key, str(exc)) from None
+                raise _Lost(plan, str(exc)) from None
             if result is None:
                 raise _Aborted(plan.key, plan.expected, plan.actual)
             reply = result[0]
@@ -470,7 +655,11 @@ class Engine:
                     raise _Unsent(reply)
                 raise translate(reply, plan.key)
             revisions = [_text(r) for r in reply]
-        return plan.finish(revisions)
+        out = plan.finish(revisions)
+        if acked is not None and acked < self.durability.replicas:
+            raise DurabilityError(plan.key, acked, self.durability.replicas, out,
+                                  f" within {self.durability.timeout_ms} ms")
+        return out
 
     # --- reads -------------------------------------------------------------------
     def read(self, fn: Callable[[], T], key: str | None = None) -> T:
@@ -507,4 +696,4 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Engine", "Fence", "Plan", "Script", "Tx", "own_client", "translate"]
+__all__ = ["Durability", "Engine", "Fence", "Plan", "Script", "Tx", "own_client", "translate"]

@@ -156,6 +156,29 @@ class CommitIndeterminateError(StoreUnavailableError):
         self.key = key
 
 
+class DurabilityError(CommitIndeterminateError):
+    """A ``durability="replicated"`` commit was applied on the primary, but fewer
+    replicas than required acknowledged it before the timeout.
+
+    The commit may or may not survive a failover: it is on the primary now and
+    will reach the replicas if the primary lives, but a failover before then
+    loses it.  ``result`` is what the commit returned (the committed record);
+    ``acknowledged``/``required`` count replicas.
+    """
+
+    def __init__(self, key: str, acknowledged: int, required: int, result: object = None,
+                 detail: str = "") -> None:
+        StoreUnavailableError.__init__(
+            self,
+            f"commit to {key} was applied on the primary but only {acknowledged} of {required} "
+            f"required replica(s) acknowledged it{detail}; it may be lost if the primary fails now",
+        )
+        self.key = key
+        self.acknowledged = acknowledged
+        self.required = required
+        self.result = result
+
+
 class StorePermissionError(StateStoreError, PermissionError):
     """Redis refused the command for this user (ACL)."""
 

@@ -719,7 +719,7 @@ class _Repairer:
     def record(self, task: _RecordTask, tx: Tx) -> Plan:
         keys, kind, rid = self.keys, task.kind, task.rid
         rkey = keys.record(kind, rid)
-        plan = Plan(key=rkey)
+        plan = tx.plan(rkey)
         (raw,) = tx.read([rkey])
         if raw is None:  # deleted since the scan, with its name and index members
             return _finish(plan)

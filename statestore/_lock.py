@@ -58,12 +58,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ._clients import derive_client
 from ._engine import Fence, Script
-from ._errors import InvalidArgumentError, LockLostError, LockTimeoutError, NotFoundError
+from ._errors import (
+    DurabilityError,
+    InvalidArgumentError,
+    LockLostError,
+    LockTimeoutError,
+    NotFoundError,
+    StateStoreError,
+)
 from ._refs import parse_reference
 
 if TYPE_CHECKING:
@@ -210,17 +217,11 @@ def _bounded_client(client: Any) -> Any:
 
     A renewal must fail fast when Redis hangs, so the lease can be declared
     lost at its deadline instead of after the user's client gives up (redis-py
-    defaults to retries with backoff and no timeout).  Only plain connection
-    pools can be cloned; other clients (Sentinel) are used as they are.
+    defaults to retries with backoff and no timeout).
     """
-    pool = client.connection_pool
-    if type(pool) is not redis.ConnectionPool:
-        return client
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.update(socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0),
-                  retry_on_timeout=False)
-    return redis.Redis(connection_pool=redis.ConnectionPool(
-        connection_class=pool.connection_class, max_connections=2, **kwargs))
+    derived = derive_client(client, max_connections=2, socket_timeout=1.0, socket_connect_timeout=1.0,
+                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+    return client if derived is None else derived
 
 
 class LockManager:
@@ -275,15 +276,31 @@ class LockManager:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         engine = self.store._engine
+        execute: Callable[..., Any] = engine.execute
+        acks: list[int | None] = [None]
+        if engine.durability.replicas:
+            # with replicated durability an acquisition waits for the replicas like a
+            # commit: a lock (and its fencing token) lost in a failover could be
+            # granted twice with the same token
+            def execute(*args: Any) -> Any:
+                reply, acks[0] = engine.execute_durable(*args)
+                return reply
         while True:
             t0 = time.monotonic()
             status, value = engine.read(functools.partial(
-                self._acquire_script, self.store._engine.execute,
+                self._acquire_script, execute,
                 (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid), keys.lock_waiters(cid)),
                 (ttl_ms, holder, wait_flag_ms)))
             status, value = int(status), int(value)
             if status == 1:
                 lease = Lease(self, cid, value, ttl, t0, on_lost)
+                if acks[0] is not None and acks[0] < engine.durability.replicas:
+                    try:
+                        lease.release()
+                    except StateStoreError:
+                        pass  # then it expires by its TTL
+                    raise DurabilityError(lock_key, acks[0], engine.durability.replicas, None,
+                                          " (a lock acquisition; the lock was released again)")
                 self._track(lease)
                 return lease
             if status == -1:

@@ -19,12 +19,18 @@ from typing import Any, Generic, TypeVar
 import orjson
 import redis
 import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from . import _codec, _filters, _indexes
-from ._engine import Engine, Fence, Plan, Script, Tx, _read_lua, own_client, translate
+from ._cluster import slot_client
+from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, translate
 from ._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
+    CommitIndeterminateError,
     ConflictError,
     CorruptRecordError,
     InvalidArgumentError,
@@ -32,6 +38,7 @@ from ._errors import (
     NameInUseError,
     NotFoundError,
     StateStoreError,
+    StoreUnavailableError,
 )
 from ._fsck import FsckReport, run_fsck
 from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
@@ -40,6 +47,7 @@ from ._model import META, Container, ExecConfig, _Record, normalize_name, valida
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
 from ._state import derive_status
+from ._urls import MultiHostURL, is_multi_host, parse_multi_host
 from ._view import View
 from ._watch import Watch
 
@@ -225,6 +233,8 @@ class _Repository(Generic[R]):
 
         def body(tx: Tx) -> Plan:
             (raw,) = tx.read([key])
+            if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
+                return done
             if raw is None:
                 raise NotFoundError(self.kind, record.id)
             current: R = self._decode(key, raw)
@@ -250,6 +260,8 @@ class _Repository(Generic[R]):
 
             def body(tx: Tx) -> Plan:
                 (raw,) = tx.read([key])
+                if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
+                    return done
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current: R = self._decode(key, raw)
@@ -274,7 +286,7 @@ class _Repository(Generic[R]):
     def _transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
         """``engine.transact``, and when optimistic retries run out, the version now stored."""
         try:
-            return self._engine.transact(body, fence)
+            return self._engine.transact(body, fence, replay_safe=True)
         except ConflictError as exc:
             if exc.actual is not None:
                 raise
@@ -288,6 +300,38 @@ class _Repository(Generic[R]):
                 raise exc from None
             raise ConflictError(exc.key, exc.expected, actual, exc.attempts,
                                 "the record kept changing" if actual is not None else "the record is gone") from None
+
+    def _replayed(self, tx: Tx, key: str, raw: Any) -> Plan | None:
+        """After an attempt whose EXEC reply was lost (``tx.lost``): was it applied?
+
+        Every record a commit writes carries the commit's id
+        (``StateStore.Commit``), the same for all attempts of one call.  A plan
+        that writes nothing is returned when the lost attempt was applied (the
+        call then returns what that attempt committed, with ``revision``
+        None); None when it was not (plan again, safely: the lost EXEC can no
+        longer apply, its WATCH is void once we commit).  Raises
+        CommitIndeterminateError when another writer changed the record since,
+        so that the outcome cannot be told.
+        """
+        lost = tx.lost
+        assert lost is not None
+        if lost.version is None:  # a delete: applied if the record is gone
+            if raw is None:
+                return tx.plan(key).settled(lost.finish([]))
+            return None
+        if raw is None:
+            if lost.expected == 0:  # a create that did not happen
+                return None
+            raise CommitIndeterminateError(key, "the record was deleted by another writer since")
+        doc = _codec.decode_document(self.kind, key, raw, self._max)
+        meta = doc[META]
+        if meta.get("Commit") == lost.commit_id:
+            return tx.plan(key).settled(_record_of(self.kind, doc))
+        if meta["Version"] >= lost.version:
+            raise CommitIndeterminateError(
+                key, f"another writer committed version {meta['Version']} since, so whether version "
+                f"{lost.version} was this commit cannot be told")
+        return None
 
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
         if lease is not None:
@@ -308,6 +352,12 @@ class _Repository(Generic[R]):
         if new is None:
             plan.add("DEL", rkey)
         else:
+            if plan.commit_id:
+                new[META]["Commit"] = plan.commit_id
+            else:
+                new[META].pop("Commit", None)
+            if rkey == plan.key:
+                plan.version = new[META]["Version"]
             data = _codec.encode(_record_of(kind, new), self._max)
             plan.add("SET", rkey, data)
             _codec.remember_valid(kind, data)  # validated before planning; read back soon
@@ -408,11 +458,13 @@ class Containers(_Repository[Container]):
 
         def body(tx: Tx) -> Plan:
             raw, holder = tx.read([key, nkey])
+            if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
+                return done
             if raw is not None:
                 raise AlreadyExistsError(self.kind, cid)
             if holder is not None:
                 self._check_name_free(tx, name, _s(holder), cid)
-            plan = Plan(key=key, expected=0)
+            plan = tx.plan(key, expected=0)
             plan.add("SET", nkey, cid)
             self._write(plan, KIND_CONTAINER, None, new)
             plan.finish = lambda revs: _with_revision(Container(new), revs)
@@ -442,7 +494,7 @@ class Containers(_Repository[Container]):
         if new.exec_ids != current.exec_ids:
             raise InvalidArgumentError("ExecIDs are kept in step by store.execs; they cannot be set directly")
         old_doc, new_doc = current._d, _next_version(new._d, current)
-        plan = Plan(key=key, expected=current.version)
+        plan = tx.plan(key, expected=current.version)
         if new.name != current.name:
             nkey = keys.name(new.name)
             (holder,) = tx.read([nkey])
@@ -481,13 +533,15 @@ class Containers(_Repository[Container]):
 
             def body(tx: Tx) -> Plan:
                 (raw,) = tx.read([key])
+                if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
+                    return done
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(key, raw)
                 nkey = keys.name(current.name)
                 exec_keys = [keys.exec(x) for x in current.exec_ids]
                 reads = tx.read([nkey, *exec_keys])
-                plan = Plan(key=key, expected=current.version)
+                plan = tx.plan(key, expected=current.version)
                 if reads[0] is not None and _s(reads[0]) == cid:
                     plan.add("DEL", nkey)
                 for xkey, xraw in zip(exec_keys, reads[1:], strict=True):
@@ -575,6 +629,8 @@ class Execs(_Repository[ExecConfig]):
 
         def body(tx: Tx) -> Plan:
             craw, xraw = tx.read([ckey, xkey])
+            if tx.lost is not None and (done := self._replayed(tx, xkey, xraw)) is not None:
+                return done
             if craw is None:
                 raise NotFoundError(KIND_CONTAINER, exec_config.container_id)
             if xraw is not None:
@@ -592,7 +648,7 @@ class Execs(_Repository[ExecConfig]):
             _next_version(new_c, container)
             xdoc = orjson.loads(orjson.dumps(xdoc_base))
             xdoc[META]["Version"] = 1
-            plan = Plan(key=xkey, expected=0)
+            plan = tx.plan(xkey, expected=0)
             self._write(plan, KIND_EXEC, None, xdoc)
             self._write(plan, KIND_CONTAINER, container._d, new_c)
             plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs)
@@ -605,7 +661,7 @@ class Execs(_Repository[ExecConfig]):
         if new.id != current.id or new.container_id != current.container_id:
             raise InvalidArgumentError("an exec's ID and ContainerID cannot change")
         new_doc = _next_version(new._d, current)
-        plan = Plan(key=self._keys.exec(current.id), expected=current.version)
+        plan = tx.plan(self._keys.exec(current.id), expected=current.version)
         self._write(plan, KIND_EXEC, current._d, new_doc)
         plan.finish = lambda revs: _with_revision(ExecConfig(new_doc), revs)
         return plan
@@ -619,13 +675,15 @@ class Execs(_Repository[ExecConfig]):
 
             def body(tx: Tx) -> Plan:
                 (xraw,) = tx.read([xkey])
+                if tx.lost is not None and (done := self._replayed(tx, xkey, xraw)) is not None:
+                    return done
                 if xraw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(xkey, xraw)
                 self._check_lease_target(lease, current)
                 ckey = keys.container(current.container_id)
                 (craw,) = tx.read([ckey])
-                plan = Plan(key=xkey, expected=current.version)
+                plan = tx.plan(xkey, expected=current.version)
                 self._write(plan, KIND_EXEC, current._d, None)
                 if craw is not None:
                     container = self._store.containers._decode(ckey, craw)
@@ -653,6 +711,22 @@ class Execs(_Repository[ExecConfig]):
         return RecordList(recs, rev, corrupt)
 
 
+def _multi_host_client(spec: MultiHostURL) -> redis.Redis | redis.RedisCluster:
+    """The redis-py client a Sentinel or Cluster URL names."""
+    if spec.kind == "sentinel":
+        # no client-side retries on the Sentinels either (redis-py's default retries each one
+        # for seconds): the store's unavailable_timeout bounds a call, and the next Sentinel is tried
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.hosts), sentinel_kwargs={"retry": Retry(NoBackoff(), 0), **spec.sentinel_options},
+            **spec.options)
+        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+            spec.service, db=spec.db, username=spec.username, password=spec.password)
+        return master
+    nodes = [ClusterNode(h, p) for h, p in spec.hosts]  # type: ignore[no-untyped-call]
+    return redis.RedisCluster(startup_nodes=nodes, username=spec.username, password=spec.password,
+                              **spec.options)
+
+
 def _with_revision(rec: R, revisions: list[str]) -> R:
     rec.revision = revisions[-1] if revisions else None
     return rec
@@ -662,13 +736,20 @@ class Store:
     """Container and exec state of one namespace, in one Redis, shared by many replicas.
 
     ``client`` is any ``redis.Redis`` (a Sentinel ``master_for`` client works
-    too).  The store never closes a client it was given; ``close()`` closes one
-    it created (``from_url``).
+    too) or a ``redis.RedisCluster`` (the namespace lives in one hash slot; the
+    store follows that slot's primary).  The store never closes a client it
+    was given; ``close()`` closes one it created (``from_url``).
+
+    ``durability="replicated"`` makes every commit (and lock acquisition) wait
+    until ``replicas`` replicas acknowledged it, for at most
+    ``durability_timeout`` seconds; fewer raise DurabilityError (the commit
+    was applied on the primary and may or may not survive a failover).  The
+    default, ``"fast"``, returns once the primary applied it.
     """
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | redis.RedisCluster,
         namespace: str = "default",
         *,
         changelog_maxlen: int = DEFAULT_CHANGELOG_MAXLEN,
@@ -677,43 +758,73 @@ class Store:
         unavailable_timeout: float = 5.0,
         replica_id: str | None = None,
         wedged_after: float = DEFAULT_WEDGED_AFTER,
+        durability: str = "fast",
+        replicas: int = 1,
+        durability_timeout: float = 1.0,
     ) -> None:
-        if isinstance(client, redis.RedisCluster):
-            raise InvalidArgumentError(
-                "RedisCluster clients are not supported by this version of statestore; "
-                "use a client for one shard (every namespace lives in one hash slot)"
-            )
-        if not isinstance(client, redis.Redis):
-            raise InvalidArgumentError(f"Store needs a redis.Redis client, not {type(client)!r}")
         for name, value in (("changelog_maxlen", changelog_maxlen),
                             ("max_record_bytes", max_record_bytes)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InvalidArgumentError(f"{name} must be a positive integer")
         self.keys = KeySchema(namespace)
         self.namespace = namespace
+        durable = Durability.parse(durability, replicas, durability_timeout)
         #: the caller's client, as given (never closed by the store unless from_url made it)
         self.user_client = client
+        if isinstance(client, redis.RedisCluster):
+            # the namespace is one hash slot: talk to its primary, following it as it moves
+            try:
+                client = slot_client(client, self.keys.log)
+            except rex.RedisError as exc:
+                raise translate(exc) from None
+        elif not isinstance(client, redis.Redis):
+            raise InvalidArgumentError(f"Store needs a redis.Redis or redis.RedisCluster client, not {type(client)!r}")
         #: the store's own client: same server and settings, raw bytes, no client-side retries
         self.client = own_client(client)
         self.changelog_maxlen = changelog_maxlen
         self.max_record_bytes = max_record_bytes
         self._owns_client = False
         self._engine = Engine(self.client, conflict_attempts=conflict_attempts,
-                              unavailable_timeout=unavailable_timeout)
+                              unavailable_timeout=unavailable_timeout, durability=durable)
         self._resolve_script = Script(_load_script("resolve.lua"))
         self._fetch_script = Script(_load_script("fetch.lua"))
         self.containers = Containers(self)
         self.execs = Execs(self)
         self._locks = LockManager(self, replica_id, wedged_after)
 
+    @property
+    def durability(self) -> str:
+        """"fast" or "replicated" (see ``Store``)."""
+        return "replicated" if self._engine.durability.replicas else "fast"
+
     @classmethod
     def from_url(cls, url: str, namespace: str = "default", **kwargs: Any) -> Store:
-        """A store on a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``)."""
+        """A store on a new client for ``url``; ``close()`` closes that client.
+
+        ``redis://``, ``rediss://`` and ``unix://`` URLs are redis-py's; for
+        Sentinel and Cluster, ``redis+sentinel://host:26379,host:26380/mymaster/0``
+        and ``redis+cluster://host:7000,host:7001`` (``rediss+`` for TLS; see
+        docs/operations.md).
+        """
+        user_client: redis.Redis | redis.RedisCluster
+        if is_multi_host(url):
+            spec = parse_multi_host(url)
+            try:
+                user_client = _multi_host_client(spec)
+            except rex.RedisClusterException as exc:  # not a RedisError: no node answered
+                raise StoreUnavailableError(f"Redis Cluster is unavailable: {exc}") from None
+            except rex.RedisError as exc:
+                raise translate(exc) from None
+        else:
+            try:
+                user_client = redis.Redis.from_url(url)
+            except (ValueError, rex.RedisError) as exc:
+                raise InvalidArgumentError(f"invalid Redis URL {url!r}: {exc}") from None
         try:
-            client = redis.Redis.from_url(url)
-        except (ValueError, rex.RedisError) as exc:
-            raise InvalidArgumentError(f"invalid Redis URL {url!r}: {exc}") from None
-        store = cls(client, namespace, **kwargs)
+            store = cls(user_client, namespace, **kwargs)
+        except BaseException:
+            user_client.close()
+            raise
         store._owns_client = True
         return store
 

@@ -46,9 +46,11 @@ import redis
 import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
 from . import _codec
+from ._clients import derive_client
+from ._engine import _TRANSIENT as _ENGINE_TRANSIENT
+from ._engine import translate
 from ._errors import (
     CorruptRecordError,
     HistoryTrimmedError,
@@ -65,7 +67,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("statestore.watch")
 
 EVENT_TYPES = ("create", "update", "delete")
-_TRANSIENT = (rex.ConnectionError, rex.TimeoutError, ConnectionResetError, BrokenPipeError, OSError)
+# what a reconnect can fix: the commit engine's transient errors (lost connections,
+# LOADING after a restart, READONLY after a failover, cluster redirections) and OSError
+_TRANSIENT = (*_ENGINE_TRANSIENT, OSError)
 _AUTH = (rex.AuthenticationError, rex.AuthorizationError)  # ConnectionErrors that retrying cannot fix
 
 
@@ -132,23 +136,9 @@ def _watch_client(client: redis.Redis, block: float) -> redis.Redis:
     """A client for blocking reads: raw bytes, no client-side retries, and a socket
     timeout a little longer than one blocking read, so a server that stops
     answering (paused, partitioned) is noticed and reconnected to."""
-    pool = client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    kwargs.pop("connection_pool", None)
-    kwargs.update(socket_timeout=block + 5.0, retry=Retry(NoBackoff(), 0), decode_responses=False)
-    new_pool: Any
-    if type(pool) is redis.ConnectionPool:
-        new_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=2, **kwargs)
-    elif type(pool) is redis.BlockingConnectionPool:
-        new_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
-            connection_class=pool.connection_class, max_connections=2, **kwargs)
-    elif type(pool) is SentinelConnectionPool:
-        kwargs.pop("connection_class", None)
-        new_pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
-            pool.service_name, pool.sentinel_manager, is_master=pool.is_master, **kwargs)
-    else:
-        return client
-    return redis.Redis(connection_pool=new_pool)
+    derived = derive_client(client, max_connections=2, socket_timeout=block + 5.0,
+                            retry=Retry(NoBackoff(), 0), decode_responses=False)
+    return client if derived is None else derived
 
 
 class Watch(Iterator[Event]):
@@ -340,8 +330,6 @@ class Watch(Iterator[Event]):
             try:
                 return fn()
             except _AUTH as exc:
-                from ._engine import translate
-
                 raise translate(exc, self._log) from None
             except _TRANSIENT as exc:
                 if self._closed.is_set():
@@ -356,8 +344,6 @@ class Watch(Iterator[Event]):
                 log.info("watch: Redis connection lost (%s); retrying in %.3fs", exc, delay)
                 self._closed.wait(delay)
             except rex.RedisError as exc:
-                from ._engine import translate
-
                 raise translate(exc, self._log) from None
             except (TypeError, ValueError, AttributeError):
                 # close() from another thread tore the socket down under a blocking read

@@ -73,7 +73,20 @@ def free_port() -> int:
 
 
 def redis_answers(url: str, timeout: float = 0.3) -> bool:
-    """True if a Redis answers PING at ``url`` within ``timeout`` seconds."""
+    """True if a Redis answers PING at ``url`` within ``timeout`` seconds.
+
+    Sentinel and Cluster URLs (``redis+sentinel://``, ``redis+cluster://``) are
+    asked through a store, which knows how to reach their primary.
+    """
+    if "+" in url.split("://", 1)[0]:
+        from . import StateStoreError, Store
+
+        try:
+            with Store.from_url(url, namespace="ping", unavailable_timeout=timeout) as store:
+                store.ping()
+                return True
+        except StateStoreError:
+            return False
     try:
         client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     except ValueError:

@@ -34,8 +34,9 @@ def stderr_of(res: subprocess.CompletedProcess[bytes]) -> str:
 
 
 def without_version(doc: dict[str, Any]) -> dict[str, Any]:
+    """The document without what every commit sets (its version and commit id)."""
     doc = dict(doc)
-    doc["StateStore"] = {k: v for k, v in doc["StateStore"].items() if k != "Version"}
+    doc["StateStore"] = {k: v for k, v in doc["StateStore"].items() if k not in ("Version", "Commit")}
     return doc
 
 

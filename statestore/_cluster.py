@@ -1,0 +1,216 @@
+"""Redis Cluster: a namespace lives in one hash slot; the store talks to that slot's primary.
+
+Every key of a namespace carries the hash tag ``{<namespace>}`` (see
+``_keys``), so all of them -- records, names, indexes, the change log, the
+lock keys -- live in one slot, on one shard.  A WATCH/MULTI commit or a
+script never crosses slots, and a store needs exactly one connection target:
+the primary that serves its slot.
+
+:class:`SlotConnectionPool` is a plain ``redis.ConnectionPool`` whose
+connections resolve their address from a shared :class:`SlotRouter` each
+time they connect.  The rest of statestore (commit engine, locks, watchers,
+fsck, CLI) therefore uses an ordinary ``redis.Redis`` on top of it and needs
+no cluster-specific code, only the error handling every store already has:
+
+* ``MOVED`` (the slot now lives elsewhere: a resharding finished or a replica
+  was promoted) updates the router from the reply itself and is retried like a
+  lost connection.  Connections still pointing at the old owner are closed
+  when they go back to the pool.
+* ``ASK``/``TRYAGAIN`` (the slot is being migrated right now) are retried
+  with backoff until the migration has finished: statestore does not follow
+  ``ASK`` into the importing node, because a transaction must see all of a
+  namespace's keys in one place.  Calls of that one namespace wait (bounded
+  by ``unavailable_timeout``) while its slot moves; other namespaces are not
+  affected.
+* A connection that cannot be established (the primary died) makes the
+  router ask the other known nodes for the slot map (``CLUSTER SLOTS``)
+  before the next attempt, so a failover inside the cluster is followed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import redis.exceptions as rex
+from redis.crc import key_slot
+
+
+class SlotRouter:
+    """Which cluster node serves one hash slot, learned from ``CLUSTER SLOTS`` and ``MOVED``."""
+
+    def __init__(self, slot: int, seeds: Iterable[tuple[str, int]], connect_kwargs: dict[str, Any],
+                 connection_class: type[redis.Connection]) -> None:
+        self.slot = slot
+        self._known: list[tuple[str, int]] = list(dict.fromkeys(seeds))
+        if not self._known:
+            raise ValueError("a cluster needs at least one startup node")
+        self._kwargs = connect_kwargs
+        self._connection_class = connection_class
+        self._lock = threading.Lock()
+        self.current: tuple[str, int] | None = None
+        #: how many times the owner changed (MOVED or a refresh that found another node)
+        self.moves = 0
+
+    def address(self) -> tuple[str, int]:
+        current = self.current
+        if current is not None:
+            return current
+        with self._lock:
+            if self.current is None:
+                self._set(self._lookup())
+            assert self.current is not None
+            return self.current
+
+    def moved(self, host: str, port: int) -> None:
+        """A ``MOVED`` reply named the slot's new owner."""
+        with self._lock:
+            addr = (host, int(port))
+            if addr not in self._known:
+                self._known.append(addr)
+            self._set(addr)
+
+    def invalidate(self, address: tuple[str, int]) -> None:
+        """``address`` could not be reached: ask the cluster again before the next connection."""
+        with self._lock:
+            if self.current == address:
+                self.current = None
+
+    def _set(self, addr: tuple[str, int]) -> None:
+        if self.current is not None and self.current != addr:
+            self.moves += 1
+        self.current = addr
+
+    def _lookup(self) -> tuple[str, int]:
+        errors: list[str] = []
+        # the last owner first: after a MOVED-free failure it is usually back soon,
+        # and any node can answer CLUSTER SLOTS
+        for host, port in list(self._known):
+            conn = self._connection_class(host=host, port=port, **self._kwargs)
+            try:
+                conn.connect()  # type: ignore[no-untyped-call]
+                conn.send_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+                reply = conn.read_response()
+            except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
+                errors.append(f"{host}:{port}: {exc}")
+                continue
+            except rex.ResponseError as exc:
+                errors.append(f"{host}:{port}: {exc}")
+                continue
+            finally:
+                conn.disconnect()  # type: ignore[no-untyped-call]
+            owner = self._parse(reply, host)
+            if owner is not None:
+                return owner
+            errors.append(f"{host}:{port}: slot {self.slot} is not served by any node")
+        # a ConnectionError: the store retries it within its unavailable_timeout
+        raise rex.ConnectionError(f"no Redis Cluster node could name the owner of slot {self.slot}: "
+                                  + "; ".join(errors))
+
+    def _parse(self, reply: Any, asked_host: str) -> tuple[str, int] | None:
+        owner: tuple[str, int] | None = None
+        for entry in reply or ():
+            start, end = int(entry[0]), int(entry[1])
+            for i, node in enumerate(entry[2:]):
+                host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+                if host in ("", "?"):  # "the node you asked" (cluster-announce without an IP)
+                    host = asked_host
+                addr = (host, int(node[1]))
+                if addr not in self._known:
+                    self._known.append(addr)
+                if i == 0 and start <= self.slot <= end:
+                    owner = addr
+        return owner
+
+
+class SlotConnection(redis.Connection):
+    """A connection to whichever node the router names when it connects."""
+
+    def __init__(self, *, router: SlotRouter, **kwargs: Any) -> None:
+        self.router = router
+        super().__init__(**kwargs)  # type: ignore[no-untyped-call]
+
+    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+        if self._sock:
+            return
+        self.host, self.port = self.router.address()
+        try:
+            super().connect_check_health(check_health=check_health,
+                                         retry_socket_connect=retry_socket_connect)
+        except (rex.ConnectionError, rex.TimeoutError, OSError):
+            self.router.invalidate((self.host, self.port))
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except rex.AskError as exc:
+            if type(exc) is rex.MovedError:
+                self.router.moved(exc.host, exc.port)
+            raise
+        except rex.ResponseError as exc:
+            # a script that reads keys by name (not declared) while its slot is
+            # being migrated, or during a cluster outage: retry like TRYAGAIN
+            msg = str(exc)
+            if "non local key" in msg or "cluster is down" in msg:
+                raise rex.TryAgainError(msg) from None
+            raise
+
+
+class SlotSSLConnection(SlotConnection, redis.SSLConnection):
+    """:class:`SlotConnection` over TLS."""
+
+
+class SlotConnectionPool(redis.ConnectionPool):
+    """A pool whose connections all go to the primary of one hash slot (see the module doc)."""
+
+    def __init__(self, router: SlotRouter, connection_class: type[redis.Connection] = SlotConnection,
+                 max_connections: int | None = None, **connection_kwargs: Any) -> None:
+        connection_kwargs.pop("host", None)
+        connection_kwargs.pop("port", None)
+        super().__init__(connection_class=connection_class, max_connections=max_connections,
+                         router=router, **connection_kwargs)
+        self.router = router
+
+    def release(self, connection: Any) -> None:
+        if (connection.host, connection.port) != self.router.current:
+            # it points at a node that no longer serves the slot (or was never connected)
+            connection.disconnect()
+        super().release(connection)
+
+    def __repr__(self) -> str:
+        return f"<SlotConnectionPool(slot={self.router.slot}, node={self.router.current})>"
+
+
+def slot_client(cluster: redis.RedisCluster, hash_key: str) -> redis.Redis:
+    """A ``redis.Redis`` on the primary that serves ``hash_key``'s slot, following it as it moves.
+
+    Connection settings (credentials, TLS, timeouts) are the cluster client's own.
+    """
+    nodes = cluster.get_nodes()  # type: ignore[no-untyped-call]
+    if not nodes:
+        raise rex.ConnectionError("the RedisCluster client knows no nodes")
+    base = nodes[0].redis_connection
+    if base is None:  # pragma: no cover - RedisCluster builds one per node
+        raise rex.ConnectionError("the RedisCluster client has no connection for its nodes")
+    pool = base.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    for k in ("host", "port", "connection_pool"):
+        kwargs.pop(k, None)
+    ssl = issubclass(pool.connection_class, redis.SSLConnection)
+    conn_class: type[redis.Connection] = SlotSSLConnection if ssl else SlotConnection
+    seeds = [(n.host, int(n.port)) for n in nodes]
+    # the router's own probes: the same settings, a short timeout, no retries
+    probe = {k: v for k, v in kwargs.items() if k not in ("retry", "retry_on_error", "retry_on_timeout")}
+    probe.update(socket_timeout=min(2.0, probe.get("socket_timeout") or 2.0),
+                 socket_connect_timeout=min(2.0, probe.get("socket_connect_timeout") or 2.0),
+                 decode_responses=False)
+    probe_class = redis.SSLConnection if ssl else redis.Connection
+    router = SlotRouter(key_slot(hash_key.encode()), seeds, probe, probe_class)
+    return redis.Redis(connection_pool=SlotConnectionPool(router, connection_class=conn_class,
+                                                          max_connections=pool.max_connections, **kwargs))
+
+
+__all__ = ["SlotConnection", "SlotConnectionPool", "SlotRouter", "SlotSSLConnection", "slot_client"]
