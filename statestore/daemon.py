@@ -835,6 +835,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on SIGTERM, wait this long for actions in flight before interrupting them")
     p.add_argument("--exit-after", type=positive_int, default=None, metavar="N",
                    help="stop (drain and exit 0) after N work items (for tests)")
+    p.add_argument("--durability", choices=("fast", "replicated"), default="fast",
+                   help="'replicated': every commit and lock acquisition waits for --replicas replica "
+                        "acknowledgements (WAIT); see docs/operations.md")
+    p.add_argument("--replicas", type=positive_int, default=1, metavar="N",
+                   help="replicas that must acknowledge a commit with --durability replicated (default 1)")
+    p.add_argument("--durability-timeout", type=_positive, default=1.0, metavar="S",
+                   help="how long a replicated commit waits for acknowledgements (default 1 s)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every action")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the demo's: exit with it
 
@@ -878,7 +885,9 @@ def run(args: argparse.Namespace) -> int:
     url = getattr(args, "redis_url", None) or os.environ.get("STATESTORE_REDIS_URL") or DEFAULT_URL
     runtime = Runtime(args.latency_ms, args.hang, args.fail)
     try:
-        store = Store.from_url(url, namespace=args.namespace, replica_id=replica_id)
+        store = Store.from_url(url, namespace=args.namespace, replica_id=replica_id,
+                               durability=args.durability, replicas=args.replicas,
+                               durability_timeout=args.durability_timeout)
     except StateStoreError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 2

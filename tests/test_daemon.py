@@ -194,8 +194,21 @@ def test_exit_after_n_items(replicas: Replicas) -> None:
     assert "stopped (--exit-after 2): 2 actions" in replicas.log("r1")
 
 
+def test_replicated_durability_without_replicas_fails_actions_and_leaves_no_lock(replicas: Replicas) -> None:
+    """--durability replicated reaches the store: with no replica to acknowledge, the lock
+    acquisition raises DurabilityError, the action fails with it and the lock is released."""
+    replicas.start("r1", "--durability", "replicated", "--durability-timeout", "0.05")
+    cid = replicas.store.containers.create(Container.new("nginx:1.27", name="lonely")).id
+    item = replicas.submit("start", cid)
+    r = replicas.wait([item])[item]
+    assert not r.ok and "0 of 1 required replica(s) acknowledged" in r.error
+    assert replicas.store.locks() == []
+    assert replicas.store.containers.get(cid).status == "created"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--lock-ttl", "5", "--claim-idle", "4"], "--claim-idle must be longer than --lock-ttl"),
+    (["--durability", "eventual"], "invalid choice: 'eventual'"),
     (["--replica-id", "bad id"], "invalid replica id"),
 ])
 def test_bad_options_are_one_line_errors(args: list[str], message: str) -> None:
