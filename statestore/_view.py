@@ -11,10 +11,16 @@ replica answers ``ps``/``inspect`` without a round trip.
 * Records are kept as their stored bytes and decoded on every read, so each
   caller gets its own copy, as from the store.
 * A record is replaced only by a strictly newer version, so the view never
-  shows a record older than one it showed before -- not even across a relist.
-* When the log was trimmed past the view's position (HistoryTrimmedError) or
-  went backwards (LogRegressionError), the view relists and continues: newer
-  records replace older ones, records missing from the new list are gone.
+  shows a record older than one it showed before -- not even across a relist
+  after the log was trimmed past the view's position (HistoryTrimmedError):
+  newer records replace older ones, records missing from the new list are gone.
+* The one exception is the store itself going back in time: when the log went
+  backwards (LogRegressionError: a failover or a restart lost commits the view
+  had applied), the view relists *authoritatively*, adopting what Redis holds
+  now even where it is older than what it showed, because serving records and
+  versions that no longer exist anywhere would be worse.  ``regressions``
+  counts these relists (and a warning is logged), so a caller that must react
+  to lost state can check it; the view never does this silently.
 * ``view.revision`` is the last applied revision; ``wait_for(revision)``
   blocks until the view has caught up with it (read-your-writes: pass the
   ``revision`` of a record a commit returned).
@@ -123,6 +129,8 @@ class View:
         self._closed = threading.Event()
         self._watch: Watch | None = None
         self.relists = 0
+        #: relists after the change log went backwards (state older than shown was adopted)
+        self.regressions = 0
         self._relist()
         self._thread = threading.Thread(target=self._run, name="statestore-view", daemon=True)
         self._thread.start()
@@ -187,6 +195,8 @@ class View:
                     return
                 log.warning("view: %s; relisting", exc)
                 self.relists += 1
+                if isinstance(exc, LogRegressionError):
+                    self.regressions += 1
                 if not self._relist_until_done(isinstance(exc, LogRegressionError)):
                     return
             except BaseException as exc:  # the view cannot go on: make waiters and readers see it
