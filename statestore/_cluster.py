@@ -51,6 +51,8 @@ class SlotRouter:
         self._connection_class = connection_class
         self._lock = threading.Lock()
         self.current: tuple[str, int] | None = None
+        # the owner before ``invalidate``: a refresh that finds another node is a move too
+        self._last: tuple[str, int] | None = None
         #: how many times the owner changed (MOVED or a refresh that found another node)
         self.moves = 0
 
@@ -76,12 +78,13 @@ class SlotRouter:
         """``address`` could not be reached: ask the cluster again before the next connection."""
         with self._lock:
             if self.current == address:
-                self.current = None
+                self._last, self.current = address, None
 
     def _set(self, addr: tuple[str, int]) -> None:
-        if self.current is not None and self.current != addr:
+        last = self.current if self.current is not None else self._last
+        if last is not None and last != addr:
             self.moves += 1
-        self.current = addr
+        self.current, self._last = addr, None
 
     def _lookup(self) -> tuple[str, int]:
         errors: list[str] = []
