@@ -111,8 +111,11 @@ def decode_document(
 def _decode_document(
     kind: str, key: str, raw: bytes | str, max_bytes: int
 ) -> tuple[dict[str, Any], bool]:
-    if len(raw) > max_bytes:
-        raise CorruptRecordError(key, f"{len(raw)} bytes, over the {max_bytes}-byte record cap")
+    size = len(raw)
+    if isinstance(raw, str) and size * 4 > max_bytes and not raw.isascii():
+        size = len(raw.encode("utf-8", "surrogatepass"))  # the cap is in bytes, as stored
+    if size > max_bytes:
+        raise CorruptRecordError(key, f"{size} bytes, over the {max_bytes}-byte record cap")
     try:
         doc: Any = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -111,6 +111,12 @@ def make_query(
             raise InvalidArgumentError(f"filter {key!r}: values must be a string or a list of strings")
         if not all_str(vals):
             raise InvalidArgumentError(f"filter {key!r}: values must be strings")
+        for v in vals:
+            if not v.isascii():
+                try:
+                    v.encode()
+                except UnicodeEncodeError:  # a lone surrogate: it could not be sent as an index range
+                    raise InvalidArgumentError(f"invalid filter {key}={v!r}: not valid Unicode text") from None
         if vals:
             norm[key] = vals
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):

@@ -5,9 +5,11 @@ the namespace a Redis Cluster hash tag, so all keys of one namespace live in
 one hash slot and every commit (WATCH/MULTI) or script stays single-slot.
 
 Parts that come from users (IDs, names) are validated before they reach this
-module's callers, and this module re-checks that they contain none of the
-characters that could escape a key or a pattern (``{ } * ? [ ] :`` and white
-space).  Index members that carry user data (label keys and values) never go
+module's callers, and this module re-checks that they are text that contains
+none of the characters that could escape a key or a pattern (``{ } * ? [ ] :``,
+backslash, white space and control characters) and can be sent as UTF-8;
+anything else, and an unknown record kind, is an InvalidArgumentError.  Index
+members that carry user data (label keys and values) never go
 into key names: they live inside sorted-set members (see ``_indexes``).
 
 Layout (documented for operators in docs/schema.md)::
@@ -37,7 +39,9 @@ from ._errors import InvalidArgumentError
 PREFIX: Final = "ss"
 
 NAMESPACE_RE: Final = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
-_UNSAFE_RE: Final = re.compile(r"[{}*?\[\]:\s\\\x00]")
+# braces (hash tags), glob metacharacters (SCAN MATCH and ACL patterns are built from key
+# prefixes), our separator, white space and control characters
+_UNSAFE_RE: Final = re.compile(r"[{}*?\[\]:\s\\\x00-\x1f\x7f]")
 
 # Container index fields (sorted sets).  See _indexes for the member formats.
 CONTAINER_INDEX_FIELDS: Final = ("id", "name", "status", "label", "image", "network")
@@ -56,10 +60,27 @@ def validate_namespace(namespace: str) -> str:
     return namespace
 
 
-def _safe(part: str) -> str:
-    if not part or _UNSAFE_RE.search(part):
+def _safe(part: object) -> str:
+    if (not isinstance(part, str) or not part or _UNSAFE_RE.search(part)
+            or not (part.isascii() or _utf8(part))):
         raise InvalidArgumentError(f"unsafe key part {part!r}")
     return part
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` can be sent to Redis (no lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _tag(kind: object) -> str:
+    """The key tag of a record kind (``c``, ``x``); InvalidArgumentError for anything else."""
+    if not isinstance(kind, str) or kind not in _KIND_TAG:
+        raise InvalidArgumentError(f"no record kind {kind!r}")
+    return _KIND_TAG[kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +98,7 @@ class KeySchema:
 
     # records -----------------------------------------------------------------
     def record_prefix(self, kind: str) -> str:
-        return f"{self.base}{_KIND_TAG[kind]}:"
+        return f"{self.base}{_tag(kind)}:"
 
     def record(self, kind: str, record_id: str) -> str:
         return self.record_prefix(kind) + _safe(record_id)
@@ -98,12 +119,14 @@ class KeySchema:
 
     # indexes -------------------------------------------------------------------
     def index(self, kind: str, field: str) -> str:
+        tag = _tag(kind)
         fields = CONTAINER_INDEX_FIELDS if kind == KIND_CONTAINER else EXEC_INDEX_FIELDS
-        if field not in fields:
+        if not isinstance(field, str) or field not in fields:
             raise InvalidArgumentError(f"no {kind} index {field!r}")
-        return f"{self.base}idx:{_KIND_TAG[kind]}:{field}"
+        return f"{self.base}idx:{tag}:{field}"
 
     def index_keys(self, kind: str) -> tuple[str, ...]:
+        _tag(kind)
         fields = CONTAINER_INDEX_FIELDS if kind == KIND_CONTAINER else EXEC_INDEX_FIELDS
         return tuple(self.index(kind, f) for f in fields)
 
@@ -129,16 +152,14 @@ class KeySchema:
     # pub/sub channels (not keys, but named the same way) ------------------------
     def channel(self, kind: str, record_id: str) -> str:
         """The channel a record's change events are published on."""
-        if kind not in _KIND_TAG:
-            raise InvalidArgumentError(f"no record kind {kind!r}")
+        _tag(kind)
         return f"{self.base}ev:{kind}:" + _safe(record_id)
 
     def channel_pattern(self, kind: str | None = None) -> str:
         """A PSUBSCRIBE pattern for every record of ``kind`` (or every event of the namespace)."""
         if kind is None:
             return f"{self.base}ev:*"
-        if kind not in _KIND_TAG:
-            raise InvalidArgumentError(f"no record kind {kind!r}")
+        _tag(kind)
         return f"{self.base}ev:{kind}:*"
 
     # locks ---------------------------------------------------------------------

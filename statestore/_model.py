@@ -103,7 +103,11 @@ def validate_labels(labels: object) -> dict[str, str]:
             raise InvalidArgumentError("label keys must not be empty")
         if "\x00" in k or "\x00" in v:
             raise InvalidArgumentError(f"label {k!r}: NUL characters are not allowed")
-        if len(k.encode()) + len(v.encode()) > MAX_LABEL_BYTES:
+        try:
+            size = len(k.encode()) + len(v.encode())
+        except UnicodeEncodeError:  # a lone surrogate: not text that can be stored
+            raise InvalidArgumentError(f"label {k!r}={v!r}: not valid Unicode text") from None
+        if size > MAX_LABEL_BYTES:
             raise InvalidArgumentError(f"label {k!r} is larger than {MAX_LABEL_BYTES} bytes")
         out[k] = v
     return out

@@ -373,3 +373,182 @@ def test_from_dict_of_a_deep_document_is_refused_cleanly(cls: Any) -> None:
     doc["Deep"] = deep
     with pytest.raises(InvalidArgumentError):
         cls.from_dict(doc)
+
+
+# --- keys and channels from any input ------------------------------------------------------------
+# A user with the ACL line of docs/operations.md may touch ``ss:{<ns>}:*`` and publish on
+# ``ss:{<ns>}:ev:*``; these check that nothing KeySchema builds can leave those patterns, and that
+# what it refuses it refuses with InvalidArgumentError.
+
+# characters that mean something to Redis (glob patterns, hash tags, our separators) or to a
+# terminal, and lone surrogates (which cannot be sent at all), mixed into arbitrary text
+_NASTY = st.sampled_from(list("*?[]\\{}:/ \t\r\n\x00\x01\x1b\x7f\x85\u2028\ud800\udfff\xff-_.aZ09"))
+nasty_text = st.text(_NASTY | st.characters(exclude_categories=()), max_size=12) | st.from_regex(
+    r"[0-9a-f]{64}", fullmatch=True) | st.from_regex(_model.NAME_RE, fullmatch=True)
+any_part = nasty_text | st.integers() | st.none() | st.binary(max_size=8) | st.lists(st.text(max_size=2), max_size=2)
+_GLOB_OR_SPACE = re.compile(r"[*?\[\]\\\s\x00-\x1f\x7f]")
+
+
+def _assert_inside(ks: KeySchema, key: object, other: KeySchema) -> None:
+    assert isinstance(key, str)
+    key.encode()  # UTF-8: redis-py can send it
+    assert key.startswith(ks.base)
+    # the hash tag (first '{' to the next '}') is exactly the namespace: the key's slot is the namespace's
+    assert key.count("{") == 1 and key.count("}") == 1
+    assert key[key.index("{") + 1 : key.index("}")] == ks.namespace
+    # no glob metacharacter, white space or control character anywhere: an ACL pattern or a SCAN
+    # MATCH built from a key prefix means exactly that prefix
+    assert not _GLOB_OR_SPACE.search(key), key
+    assert ks.parse(key) is not None
+    # another namespace's ACL key pattern (its base, then '*') never matches it
+    if other.namespace != ks.namespace:
+        assert not key.startswith(other.base)
+        assert other.parse(key) is None
+
+
+@FAST
+@given(ns=_NAMESPACES, other=_NAMESPACES, part=any_part, kind=st.sampled_from(["container", "exec"]) | any_part,
+       field=st.sampled_from(_keys.CONTAINER_INDEX_FIELDS) | any_part)
+@example(ns="a", other="a.b", part="x*", kind="container", field="id")
+@example(ns="a", other="ab", part="\ud800", kind="exec", field="label")
+@example(ns="a", other="b", part="web\n", kind="bogus", field="id")
+@example(ns="a", other="b", part=5, kind=["container"], field=["id"])
+def test_every_key_and_channel_stays_inside_its_namespace(ns: str, other: str, part: Any, kind: Any,
+                                                          field: Any) -> None:
+    ks, ko = KeySchema(ns), KeySchema(other)
+    builders: list[Any] = [ks.container, ks.exec, ks.name, ks.lock, ks.lock_fence, ks.lock_waiters, ks.lock_wake,
+                           lambda p: ks.record(kind, p), lambda p: ks.channel(kind, p),
+                           lambda p: ks.index(kind, field), lambda p: ks.record_prefix(kind),
+                           lambda p: ks.index_keys(kind), lambda p: ks.channel_pattern(kind)]
+    for build in builders:
+        try:
+            built = build(part)
+        except InvalidArgumentError:
+            continue
+        for key in built if isinstance(built, tuple) else (built,):
+            if key.endswith("*"):  # a PSUBSCRIBE pattern: the rest is literal
+                assert key.startswith(f"{ks.base}ev:") and not _GLOB_OR_SPACE.search(key[:-1])
+                continue
+            _assert_inside(ks, key, ko)
+            if ":ev:" in key:  # a channel: inside the ACL channel pattern &ss:{ns}:ev:*
+                assert key.startswith(f"{ks.base}ev:{kind}:") and kind in ("container", "exec")
+    # the namespace-wide patterns are literal up to their one trailing '*'
+    for pattern in (ks.match_all, ks.channel_pattern(), ks.lock_prefix + "*"):
+        assert pattern.endswith("*") and not _GLOB_OR_SPACE.search(pattern[:-1])
+
+
+@FAST
+@given(ns=st.text(_NASTY | st.characters(exclude_categories=()), max_size=70) | any_part)
+def test_any_namespace_is_refused_or_makes_literal_patterns(ns: Any) -> None:
+    try:
+        ks = KeySchema(ns)
+    except InvalidArgumentError:
+        return
+    assert ks.base == f"ss:{{{ns}}}:" and not _GLOB_OR_SPACE.search(ks.base)
+    assert "{" not in ns and "}" not in ns
+
+
+# --- label members ---------------------------------------------------------------------------------
+
+_label_text = st.text(_NASTY | st.characters(exclude_categories=()), max_size=8)
+ID_B = "b" * 64
+
+
+@SLOW
+@given(labels_a=st.dictionaries(_label_text, _label_text, max_size=5),
+       labels_b=st.dictionaries(_label_text, _label_text, max_size=5))
+@example(labels_a={"a": "b:c", "a:b": "c"}, labels_b={"a\nb": "*", "{a}": "}"})
+@example(labels_a={"app": "x", "ap": "px"}, labels_b={"app": "x\xff", "app\x01": ""})
+def test_label_members_split_back_and_never_collide(labels_a: dict[str, str], labels_b: dict[str, str]) -> None:
+    docs = []
+    for rid, labels in ((ID_A, labels_a), (ID_B, labels_b)):
+        try:
+            c = Container.new("nginx", id=rid, labels=labels)
+        except InvalidArgumentError:
+            # only what cannot be stored is refused: an empty key, NUL, text that is not UTF-8
+            assert any(not k or "\x00" in k + v or not _utf8(k + v) for k, v in labels.items())
+            return
+        docs.append(c.to_dict())
+    members = {rid: ix.container_entries(d)["label"] for rid, d in zip((ID_A, ID_B), docs, strict=True)}
+    for rid, labels in ((ID_A, labels_a), (ID_B, labels_b)):
+        got = members[rid]
+        assert len(got) == len(labels)  # one member per label: no two labels share a member
+        assert {tuple(m.split(ix.SEP)) for m in got} == {(k, v, rid) for k, v in labels.items()}
+        for m in got:
+            raw = m.encode()
+            assert b"\xff" not in raw and ix.member_id(m) == rid
+    assert not members[ID_A] & members[ID_B]
+    everything = [m.encode() for ms in members.values() for m in ms]
+    for labels in (labels_a, labels_b):
+        for k, v in labels.items():
+            # the ranges the store queries select exactly the members of that label (any container),
+            # or of that label key
+            for rng, parts in ((ix.exact("label", k, v), (k, v)), (ix.exact("label", k), (k,))):
+                hit = {m for m in everything if rng.min[1:] <= m <= rng.max[1:]}
+                assert hit == {m for m in everything if tuple(m.decode().split(ix.SEP)[: len(parts)]) == parts}
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode()
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+@FAST
+@given(key=st.sampled_from(["label", "ancestor", "network", "name", "id", "volume", "before", "since"]),
+       value=_label_text)
+@example(key="label", value="\ud800")
+@example(key="network", value="a\udfff")
+def test_filter_values_that_cannot_be_sent_are_invalid_arguments(key: str, value: str) -> None:
+    try:
+        query = F.make_query({key: [value]}, all=True)
+    except InvalidArgumentError:
+        return
+    assert _utf8(value)
+    for clause in F.plan(query):  # every range can be sent: bytes, UTF-8 up to the \xff bound
+        for r in clause:
+            for bound in (r.min, r.max):
+                assert isinstance(bound, bytes)
+                bound[1:].split(b"\xff")[0].decode()
+    F.matches(query, Container.new("nginx", id=ID_A).to_dict())
+
+
+# --- the decoder's limits ----------------------------------------------------------------------------
+
+
+@SLOW
+@given(n=st.integers(_codec.MAX_DEPTH - 4, _codec.MAX_DEPTH + 4) | st.integers(1, 1500),
+       shape=st.sampled_from(["list", "dict"]), where=st.sampled_from(["top-field", "nested-field"]))
+def test_records_deeper_than_the_limit_are_corrupt_and_the_others_decode(n: int, shape: str, where: str) -> None:
+    nest = (b"[" * n + b"1" + b"]" * n) if shape == "list" else (b'{"a":' * n + b"1" + b"}" * n)
+    doc = Container.new("nginx", id=ID_A).to_dict()
+    if where == "top-field":
+        doc["Deep"], depth = "@@NEST@@", 1 + n
+    else:
+        doc["HostConfig"]["Deep"], depth = "@@NEST@@", 2 + n
+    raw = orjson.dumps(doc).replace(b'"@@NEST@@"', nest)
+    try:
+        rec = _codec.decode("container", CKEY, raw)
+    except CorruptRecordError as exc:  # never RecursionError, MemoryError or orjson's own error
+        assert depth > _codec.MAX_DEPTH, exc
+        return
+    assert depth <= _codec.MAX_DEPTH and rec.id == ID_A
+
+
+@pytest.mark.parametrize("raw", [b"[" * (3 << 20), b" " * ((1 << 20) + 1) + b"{}", "\u00e9" * ((1 << 20) // 2 + 1)])
+def test_oversize_values_are_corrupt_whatever_they_hold(raw: bytes | str) -> None:
+    with pytest.raises(CorruptRecordError, match="over the"):
+        _codec.decode("container", CKEY, raw)
+
+
+@FAST
+@given(extra=st.integers(0, 3), kind=st.sampled_from(["container", "exec"]))
+def test_the_size_cap_is_in_bytes_and_exact(extra: int, kind: str) -> None:
+    rec = Container.new("nginx", id=ID_A) if kind == "container" else ExecConfig.new(ID_B, ["ls"], id=ID_A)
+    raw = _codec.encode(rec)
+    key = CKEY if kind == "container" else XKEY
+    assert _codec.decode(kind, key, raw, len(raw) + extra).id == ID_A
+    with pytest.raises(CorruptRecordError, match="over the"):
+        _codec.decode(kind, key, raw, len(raw) - 1 - extra)
