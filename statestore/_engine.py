@@ -112,7 +112,8 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
     if isinstance(exc, StateStoreError):
         return exc
     msg = str(exc)
-    if isinstance(exc, rex.NoPermissionError) or msg.startswith("NOPERM"):
+    if isinstance(exc, rex.NoPermissionError) or msg.startswith("NOPERM") or \
+            "The user executing the script can't" in msg:  # Redis 7.0, a refusal inside a script
         return StorePermissionError(f"Redis refused access: {msg}")
     if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError):
         return StorePermissionError(f"Redis authentication failed: {msg}")

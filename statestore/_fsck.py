@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+import redis.exceptions as rex
 
 from . import _codec, _indexes
 from ._engine import Plan, Tx
@@ -222,7 +223,12 @@ def read_namespace(store: Store) -> Scanned:
                     pipe.get(key)
                 else:
                     pipe.zrange(key, 0, -1, withscores=True)
-            return list(pipe.execute(raise_on_error=False) or [])
+            replies = list(pipe.execute(raise_on_error=False) or [])
+            for r in replies:
+                # a refusal is no property of the key: raise it (StorePermissionError), do not report it
+                if isinstance(r, rex.NoPermissionError):
+                    raise r
+            return replies
         return engine.read(run)
 
     def read_batch(keys: list[Any]) -> dict[bytes, tuple[str, Any]]:

@@ -63,7 +63,7 @@ _AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the sho
 
 
 def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
 
 
 def _load_script(name: str) -> str:

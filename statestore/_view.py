@@ -186,7 +186,11 @@ class View:
         while not self._closed.is_set():
             watch = None
             try:
-                watch = self._watch = self._store.watch(since=self._position, block=self._block)
+                watch = self._store.watch(since=self._position, block=self._block)
+                with self._cond:  # close() either sees this watch or we see that it ran
+                    self._watch = watch
+                    if self._closed.is_set():
+                        return
                 for ev in watch:
                     self._apply(ev)
                 return  # closed
@@ -310,9 +314,11 @@ class View:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
-        self._closed.set()
-        if self._watch is not None:
-            self._watch.close()
+        with self._cond:
+            self._closed.set()
+            watch = self._watch
+        if watch is not None:
+            watch.close()
         self._thread.join(timeout=5)
 
     def __enter__(self) -> View:

@@ -91,6 +91,8 @@ from . import (
     NotFoundError,
     StateStoreError,
     Store,
+    StorePermissionError,
+    StoreUnavailableError,
 )
 
 log = logging.getLogger("statestore.daemon")
@@ -127,9 +129,14 @@ def ensure_group(store: Store) -> None:
     """Create the work queue and its consumer group unless they exist."""
     try:
         store.client.xgroup_create(store.keys.work_queue, GROUP, id="0", mkstream=True)
+    except redis.exceptions.NoPermissionError as exc:
+        raise StorePermissionError(f"Redis refused access: {exc} (the daemon's ACL commands: "
+                                   "docs/operations.md, Access control)") from None
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
-            raise
+            raise StoreUnavailableError(f"cannot create the work queue's consumer group: {exc}") from None
+    except (redis.RedisError, OSError) as exc:
+        raise StoreUnavailableError(f"Redis is unavailable: {exc}") from None
 
 
 def submit(store: Store, action: str, container: str, **args: Any) -> str:

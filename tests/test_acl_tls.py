@@ -464,10 +464,6 @@ def test_a_store_for_another_namespace_is_refused_everything_and_changes_nothing
         assert [r.name for r in own.containers.list(all=True)] == ["web"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (statestore/_fsck.py, read_namespace): SCAN lists B's keys, the pipelined TYPE/GET "
-    "replies are read with raise_on_error=False, so each NOPERM refusal becomes a 'record-wrongtype' "
-    "problem instead of a StorePermissionError"))
 def test_fsck_of_another_namespace_is_refused(
         admin: redis.Redis, user: NamespaceUser, foreign: tuple[Store, Container, ExecConfig]) -> None:
     b, _, _ = foreign
@@ -577,9 +573,6 @@ def _no_channel(ns: str, pw: str) -> list[str]:
     return [r for r in acl_rules(ns, pw) if not r.startswith("&")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (statestore/_engine.py, translate): Redis 7.0 reports a command a script may not run as "
-    "'ERR The user executing the script can't ...', which becomes StoreUnavailableError('Redis error: ...')"))
 def test_a_commit_refused_inside_the_script_is_a_permission_error(
         acl_server: RedisProcess, admin: redis.Redis) -> None:
     u = NamespaceUser(acl_server, admin, rules=_no_channel)
@@ -587,9 +580,6 @@ def test_a_commit_refused_inside_the_script_is_a_permission_error(
         store.containers.create(Container.new("nginx", name="web"))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library bug (statestore/_lua/apply.lua): permissions are not checked before the first write, so a "
-    "refused PUBLISH (no channel permission) leaves the record, name, indexes, log entry and logseq written"))
 def test_a_commit_refused_inside_the_script_writes_nothing(acl_server: RedisProcess, admin: redis.Redis) -> None:
     u = NamespaceUser(acl_server, admin, rules=_no_channel)
     with u.store() as store:

@@ -615,3 +615,14 @@ def test_a_non_utf8_record_is_corrupt_for_every_client_flavour(
         assert_reads_report(store, key, {"alice", "bob"})
     finally:
         flavoured.close()
+
+
+def test_a_non_utf8_index_member_does_not_break_filtered_lists(
+        store: Store, client: redis.Redis, namespace: str) -> None:
+    """An operator's stray member in the name or id index is never a crash: lists skip it."""
+    made = populate(store)
+    client.zadd(store.keys.index("container", "name"), {b"\xff\xfe\x00" + b"f" * 64: 0})
+    client.zadd(store.keys.index("container", "id"), {b"\xff" * 64: 0})
+    assert {c.name for c in store.containers.list({"name": "ali"}, all=True)} == {"alice"}
+    assert {c.id for c in store.containers.list({"id": made["bob"].id[:10]}, all=True)} == {made["bob"].id}
+    assert {c.name for c in store.containers.list(all=True)} >= {"alice", "bob"}

@@ -397,3 +397,14 @@ def test_close_stops_the_view(store: Store) -> None:
     time.sleep(0.1)
     assert view.revision == rev  # a closed view no longer follows the log
     assert view.get(c.id).version == 1
+
+
+def test_a_view_closed_right_after_it_opened_leaves_no_thread_behind(store: Store) -> None:
+    """close() racing the view's start: the watch it is about to open must not outlive it
+    (it used to block in XREAD until its socket timeout, after close() had given up on it)."""
+    store.containers.create(Container.new("nginx", name="web"))
+    for _ in range(10):
+        with store.view() as view:
+            assert view.get("web").name == "web"
+        alive = [t for t in threading.enumerate() if t.name == "statestore-view" and t.is_alive()]
+        assert alive == []

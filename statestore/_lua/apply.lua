@@ -14,22 +14,45 @@
 -- about to touch has the right type (Redis does not roll back a MULTI or a
 -- script whose command fails half-way), so a key an operator replaced with
 -- another type aborts the commit with nothing written.
+-- Likewise, with an ACL user (Redis 7+), it checks that the user may run every
+-- command it is about to call and publish on every channel: Redis checks the
+-- declared KEYS when EVALSHA is called, but commands and channels only when the
+-- script reaches them, which would be half-way through the writes.
 -- Returns the IDs of the change-log entries, in order: the commit's revisions.
 local want = {ZADD = 'zset', ZREM = 'zset', EVENT = 'stream'}
+local probe = {SET = {'x'}, DEL = {}, ZADD = {'0', 'x'}, ZREM = {'x'}}  -- arguments after the key
+local acl = redis.acl_check_cmd
+local checked = {}
+local function allowed(...)
+  if acl and not acl(...) then
+    local args = {...}
+    return redis.error_reply('NOPERM statestore: this user has no permissions to run ' .. args[1]
+      .. ' on ' .. args[2] .. ' (see docs/operations.md, Access control)')
+  end
+end
 local i = 1
 local events, seqkey = 0, nil
 while i <= #ARGV do
-  local w = want[ARGV[i]]
+  local op = ARGV[i]
+  local key = KEYS[tonumber(ARGV[i + 1])]
+  local w = want[op]
   if w then
-    local key = KEYS[tonumber(ARGV[i + 1])]
     local t = redis.call('TYPE', key)['ok']
     if t ~= 'none' and t ~= w then
       return redis.error_reply('WRONGTYPE statestore key ' .. key .. ' holds a ' .. t .. ', expected a ' .. w)
     end
   end
-  if ARGV[i] == 'EVENT' then
+  if op == 'EVENT' then
     seqkey = KEYS[tonumber(ARGV[i + 3])]
     events = events + 1
+    local err = (not checked.XADD and allowed('xadd', key, '*', 'seq', '1'))
+      or allowed('publish', ARGV[i + 5], 'x')
+    if err then return err end
+    checked.XADD = true
+  elseif acl and not checked[op] then
+    local err = allowed(string.lower(op), key, unpack(probe[op]))
+    if err then return err end
+    checked[op] = true
   end
   i = i + 3 + tonumber(ARGV[i + 2])
 end
@@ -40,6 +63,13 @@ local seq = 0
 if events > 0 then
   local ok, last = pcall(redis.call, 'INCRBY', seqkey, events)
   if not ok then
+    local msg = type(last) == 'table' and last.err or tostring(last)
+    if not (string.find(msg, 'WRONGTYPE', 1, true) or string.find(msg, 'not an integer', 1, true)
+        or string.find(msg, 'overflow', 1, true)) then
+      -- refused for another reason (NOREPLICAS under min-replicas-to-write, NOPERM, ...):
+      -- nothing was written; report the server's own error
+      return redis.error_reply(msg)
+    end
     return redis.error_reply('WRONGTYPE statestore key ' .. seqkey .. ' holds a value that is not an'
       .. ' integer counter, expected a string')
   end
