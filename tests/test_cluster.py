@@ -797,3 +797,35 @@ def test_replicated_commit_whose_wait_outlasts_the_socket_timeout(cluster: Clust
     finally:
         store.close()
         rc.close()
+
+
+# --- tools/bench_cluster.py -----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bench_cluster_tool_runs_and_cleans_up() -> None:
+    """A tiny run of tools/bench_cluster.py: every section prints, the exit status is 0, and the
+    cluster it started is gone afterwards (its ports refuse connections)."""
+    import re
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATESTORE_")}
+    res = subprocess.run([sys.executable, str(root / "tools" / "bench_cluster.py"), "--quick", "--configs", "1x1",
+                          "--duration", "0.3", "--reps", "1", "--capacity", "300"],
+                         cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    for needle in ("statestore commits/s", "server CPU per commit", "pub/sub broadcast",
+                   "cluster against a standalone redis-server", "shard memory", "ps -a (all 300)",
+                   "move the namespace's slot", "store followed: yes", "0 of", "bytes per notification per other node"):
+        assert needle in out, (needle, out)
+    ports = [int(p) for p in re.search(r"ports ([\d, ]+);", out).group(1).split(", ")]  # type: ignore[union-attr]
+    assert len(ports) == 3
+    for port in ports:
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still answers"
