@@ -815,7 +815,7 @@ def test_bench_cluster_tool_runs_and_cleans_up() -> None:
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATESTORE_")}
     res = subprocess.run([sys.executable, str(root / "tools" / "bench_cluster.py"), "--quick", "--configs", "1x1",
-                          "--duration", "0.3", "--reps", "1", "--capacity", "300"],
+                          "--duration", "0.3", "--reps", "1", "--capacity", "300", "--bus-messages", "2000"],
                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout

@@ -622,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--containers", type=int, default=50, help="containers each process updates (default 50)")
     ap.add_argument("--capacity", type=int,
                     help="containers in the capacity namespace (default 10000, quick 2000; 0: skip)")
+    ap.add_argument("--bus-messages", type=int, default=20_000,
+                    help="notifications published per trial of the bus-traffic measurement (default 20000)")
     ap.add_argument("--no-standalone", action="store_true",
                     help="skip the comparison with a standalone redis-server (in the 1x1 configuration)")
     ap.add_argument("--markdown", action="store_true")
@@ -653,7 +655,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             if standalone is not None:
                 standalone.cleanup()
-        print(f"\ncluster bus (loopback): {bus_bytes(cluster, rng)}")
+        print(f"\ncluster bus (loopback): {bus_bytes(cluster, rng, n=args.bus_messages)}")
         if cap:
             print(f"\nwhat one namespace holds (one shard, {cap:,} containers)")
             table(("measure", "value"), capacity(cluster, cap, rng), args.markdown)
