@@ -335,16 +335,23 @@ class Script:
             return execute("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
-def own_client(client: redis.Redis) -> redis.Redis:
+def own_client(client: redis.Redis, min_socket_timeout: float | None = None) -> redis.Redis:
     """A client on a pool of the store's own, with the caller's connection settings.
 
     The store reads raw bytes (``decode_responses`` off: a record that is not
     valid UTF-8 must be reported as corrupt, not crash the reply parser) and
     does its own bounded retries (the client's retry policy off, so
-    ``unavailable_timeout`` is what bounds a call).  Pools that cannot be
-    cloned are used as they are, unless they decode responses.
+    ``unavailable_timeout`` is what bounds a call).  ``min_socket_timeout``
+    raises a shorter socket timeout (for replicated durability's WAIT).  Pools
+    that cannot be cloned are used as they are, unless they decode responses.
     """
-    derived = derive_client(client, decode_responses=False, retry=Retry(NoBackoff(), 0))
+    overrides: dict[str, Any] = {"decode_responses": False, "retry": Retry(NoBackoff(), 0)}
+    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    if min_socket_timeout is not None and socket_timeout is not None and socket_timeout < min_socket_timeout:
+        # a replicated commit's WAIT blocks up to durability_timeout: the socket must outlast it,
+        # or an applied commit would look lost
+        overrides["socket_timeout"] = min_socket_timeout
+    derived = derive_client(client, **overrides)
     if derived is not None:
         return derived
     pool = client.connection_pool
@@ -641,6 +648,8 @@ class Engine:
                         queued_errors.append(exc)
                 try:
                     result = conn.read_response()
+                    if result and isinstance(result[0], rex.NoScriptError):
+                        self._apply_loaded = False  # before anything else can fail (WAIT below)
                 except rex.ExecAbortError:
                     cause = queued_errors[0] if queued_errors else rex.ResponseError("EXECABORT")
                     if wait:

@@ -780,7 +780,8 @@ class Store:
         elif not isinstance(client, redis.Redis):
             raise InvalidArgumentError(f"Store needs a redis.Redis or redis.RedisCluster client, not {type(client)!r}")
         #: the store's own client: same server and settings, raw bytes, no client-side retries
-        self.client = own_client(client)
+        self.client = own_client(
+            client, durable.timeout_ms / 1000 + 1.0 if durable.replicas else None)
         self.changelog_maxlen = changelog_maxlen
         self.max_record_bytes = max_record_bytes
         self._owns_client = False

@@ -767,15 +767,11 @@ def _wait_for_new_owner(group: ClusterGroup, slot: int, old: RedisProcess, timeo
 # --- found while testing the failover -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "library bug (statestore/_engine.py Engine._attempt): with durability='replicated', the WAIT "
-    "reply is read under the connection's socket_timeout; when durability_timeout is not shorter "
-    "and the primary lacks replicas (a promoted replica has none), the read times out and the "
-    "commit is treated as lost (_Lost): retried until unavailable_timeout, then "
-    "CommitIndeterminateError although the EXEC reply was already read.  If that reply was NOSCRIPT "
-    "(a freshly promoted primary has no script cache) _apply_loaded is never reset, so no attempt "
-    "can ever apply.  Expected: DurabilityError (applied, not acknowledged), and the script reloaded"))
 def test_replicated_commit_whose_wait_outlasts_the_socket_timeout(cluster: ClusterGroup) -> None:
+    """The WAIT of a replicated commit is read under a socket timeout that outlasts
+    durability_timeout (the store raises a shorter one), and a NOSCRIPT reply (a freshly promoted
+    primary has no script cache) reloads the script: both commits are applied once each and
+    reported as DurabilityError (applied, not acknowledged)."""
     master = cluster.masters()[2]  # no replicas in this module's cluster: WAIT 1 always times out
     ns = namespace_on(cluster, master, "dur")
     rc = redis.RedisCluster(startup_nodes=cluster.startup_nodes, socket_timeout=0.5)
