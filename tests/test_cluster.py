@@ -231,11 +231,11 @@ def test_locks_renew_release_and_a_second_store_waits(ns_store: Store, cluster: 
     other_kind = "url" if isinstance(s.user_client, redis.RedisCluster) and not s._owns_client else "cluster"
     s2 = open_store(cluster, other_kind, s.namespace)
     try:
-        lease = s.lock("locked", ttl=0.9, timeout=2.0)
+        lease = s.lock("locked", ttl=0.5, timeout=2.0)
         [info] = s.locks()
         assert (info.container_id, info.token) == (c.id, lease.token)
         # renewal: held for longer than its TTL, the lock is still there and still ours
-        time.sleep(1.5)
+        time.sleep(0.8)
         assert not lease.lost
         assert s.client.get(s.keys.lock(c.id)) is not None
         # a fenced commit with the lease

@@ -58,47 +58,7 @@ def test_restart_keeps_port_and_directory_and_reloads_the_aof() -> None:
     assert not server.running and not server.dir.exists()
 
 
-# --- Sentinel ----------------------------------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_sentinel_group_fails_over_and_redis_py_sentinel_follows() -> None:
-    group = SentinelGroup(replicas=2, sentinels=3)
-    dirs = [p.dir for p in [*group.data_nodes, *group.sentinels]]
-    with group:
-        sentinel = group.sentinel()
-        first = group.master()
-        assert first is group.data_nodes[0] and first.address == group.master_address()
-        assert sentinel.discover_master(group.service_name) == first.address
-        assert sorted(sentinel.discover_slaves(group.service_name)) == sorted(p.address for p in group.data_nodes[1:])
-        assert len(group.sentinel_addresses) == 3 and all(h == "127.0.0.1" for h, _ in group.sentinel_addresses)
-
-        client = sentinel.master_for(group.service_name, socket_timeout=1.0)
-        client.set("before", "failover")
-        assert client.wait(2, 5000) == 2  # both replicas have it before the master dies
-
-        killed = group.kill_master()
-        assert not killed.running
-        address, took = group.wait_failover(timeout=45)
-        print(f"\nsentinel failover: {killed.port} -> {address[1]} in {took:.2f}s")
-        assert address != killed.address
-        assert address in [p.address for p in group.data_nodes[1:]]
-        assert group.master().address == address
-        assert sentinel.discover_master(group.service_name) == address
-        # the same master_for client finds the new master and the replicated data
-        assert _retry(lambda: client.get("before")) == b"failover"
-        _retry(lambda: client.set("after", "failover"))
-        assert group.master().client().get("after") == b"failover"
-
-        # the old master comes back as a replica of the new one
-        group.restart_node(killed)
-        group.wait_replicas_synced(timeout=45)
-        assert killed in group.replicas()
-        assert _retry(lambda: killed.client().get("after")) == b"failover"
-        client.close()
-        for s in sentinel.sentinels:
-            s.close()
-    assert not any(p.running for p in [*group.data_nodes, *group.sentinels])
-    assert not any(d.exists() for d in dirs)
+# --- Sentinel (its failover is exercised by tests/test_sentinel.py) -------------------------------------
 
 
 def test_a_sentinel_group_that_cannot_start_cleans_up() -> None:
