@@ -25,6 +25,16 @@ def redis_proc() -> Iterator[RedisProcess]:
 
 
 @pytest.fixture
+def aof_server() -> Iterator[RedisProcess]:
+    """A private redis-server of its own with AOF and ``appendfsync always`` (for kill/restart tests)."""
+    server = RedisProcess("--appendfsync", "always", appendonly=True).start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
 def client(redis_proc: RedisProcess) -> Iterator[redis.Redis]:
     c = redis_proc.client()
     try:

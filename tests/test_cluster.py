@@ -26,7 +26,6 @@ What is proved here, beyond "it answers":
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
 import os
 import queue
 import threading
@@ -50,10 +49,11 @@ from statestore import (
     Store,
 )
 from tests import cluster_workers as cw
+from tests.procs import SPAWN, reap, run_processes
 from tests.redisproc import RedisProcess
 from tests.topology import ClusterGroup
 
-_CTX = mp.get_context("spawn")
+_CTX = SPAWN
 KINDS = ("cluster", "url")
 _counter = itertools.count()
 
@@ -405,39 +405,6 @@ def test_fsck_clean_and_keys_only_on_the_owner(ns_store: Store, cluster: Cluster
 # --- several processes --------------------------------------------------------------------------------
 
 
-def run_processes(target: Callable[..., None], arg_sets: Sequence[tuple[Any, ...]],
-                  timeout: float = 60.0) -> list[tuple[Any, ...]]:
-    """One spawned process per argument tuple, released together by a barrier; their reports."""
-    out = _CTX.Queue()
-    barrier = _CTX.Barrier(len(arg_sets))
-    procs = [_CTX.Process(target=target, args=(*args, barrier, out), daemon=True) for args in arg_sets]
-    for p in procs:
-        p.start()
-    reports: list[tuple[Any, ...]] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(reports) < len(procs):
-            try:
-                reports.append(out.get(timeout=max(0.1, deadline - time.monotonic())))
-            except queue.Empty:
-                pytest.fail(f"only {len(reports)} of {len(procs)} workers reported within {timeout}s: {reports}")
-    finally:
-        _reap(procs)
-        out.close()
-    errors = [r for r in reports if r[0] == "error"]
-    assert not errors, "worker failed:\n" + "\n".join(str(e) for e in errors)
-    assert [p.exitcode for p in procs] == [0] * len(procs)
-    return reports
-
-
-def _reap(procs: Sequence[Any]) -> None:
-    for p in procs:
-        p.join(10)
-        if p.is_alive():
-            p.terminate()
-            p.join(5)
-
-
 @pytest.mark.slow
 def test_processes_incrementing_one_counter_lose_nothing(cluster: ClusterGroup) -> None:
     master = cluster.masters()[1]
@@ -605,7 +572,7 @@ def test_moving_a_namespace_slot_under_load_loses_nothing(cluster: ClusterGroup)
                 reports.append(out.get(timeout=30))
         finally:
             stop.set()
-            _reap(procs)
+            reap(procs)
             out.close()
         errors = [r for r in reports if r[0] == "error"]
         assert not errors, "worker failed:\n" + "\n".join(str(e) for e in errors)

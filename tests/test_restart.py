@@ -53,15 +53,6 @@ CTX = mp.get_context("spawn")
 END_NAME = "restart-end"
 
 
-@pytest.fixture
-def aof_server() -> Iterator[RedisProcess]:
-    server = RedisProcess("--appendfsync", "always", appendonly=True).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 def complete_lines(path: Path) -> list[str]:
     """The lines a child has finished writing (it may be in the middle of the next one)."""
     if not path.exists():

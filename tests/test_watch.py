@@ -15,7 +15,7 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -743,15 +743,6 @@ def test_reconnect_timeout_bounds_a_watch_on_a_dead_server() -> None:
     with pytest.raises(StoreUnavailableError):
         w.poll(0)
     w.close()
-
-
-@pytest.fixture
-def aof_server() -> Iterator[RedisProcess]:
-    server = RedisProcess("--appendfsync", "always", appendonly=True).start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.mark.slow
