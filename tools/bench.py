@@ -605,19 +605,23 @@ def print_table(rows: list[Row], cfg: Config, markdown: bool) -> None:
         return (r.operation, f"{r.ss:,.0f}", f"{r.raw:,.0f}" if r.raw is not None else "-", f"{r.ratio:.2f}x",
                 r.target, r.status, r.spread, r.cpu)
 
-    body = [cells(r) for r in rows]
+    format_table(head, [cells(r) for r in rows], markdown)
+
+
+def format_table(head: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) -> None:
+    """A table: markdown, or aligned text (first column left, the others right)."""
     if markdown:
         print("| " + " | ".join(head) + " |")
         print("|" + "|".join("---" if k == 0 else "---:" for k in range(len(head))) + "|")
-        for c in body:
-            print("| " + " | ".join(c) + " |")
+        for row in body:
+            print("| " + " | ".join(row) + " |")
         return
     widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" if k == 0 else f"{{:>{w}}}" for k, w in enumerate(widths))
     print(fmt.format(*head))
     print("  ".join("-" * w for w in widths))
-    for c in body:
-        print(fmt.format(*c))
+    for row in body:
+        print(fmt.format(*row))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -70,6 +70,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (  # noqa: E402  (tools/bench.py: same data and machine header)
     GROUP_SIZE,
     committed_doc,
+    format_table,
     make_container,
     print_header,
 )
@@ -510,18 +511,7 @@ def move_slot(cluster: ClusterGroup, store: Store, ids: list[str], batch: int) -
 
 
 def table(head: Sequence[str], body: Sequence[Sequence[str]], markdown: bool) -> None:
-    if markdown:
-        print("| " + " | ".join(head) + " |")
-        print("|" + "|".join("---" if k == 0 else "---:" for k in range(len(head))) + "|")
-        for row in body:
-            print("| " + " | ".join(row) + " |")
-        return
-    widths = [max(len(x[k]) for x in (head, *body)) for k in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" if k == 0 else f"{{:>{w}}}" for k, w in enumerate(widths))
-    print(fmt.format(*head))
-    print("  ".join("-" * w for w in widths))
-    for row in body:
-        print(fmt.format(*row))
+    format_table(head, body, markdown)
 
 
 def report(res: RunResult, reps: int, markdown: bool) -> dict[str, float]:
