@@ -46,7 +46,11 @@ def derive_client(client: redis.Redis, max_connections: int | None = None,
                                       max_connections=limit, **kwargs)
     else:
         return None
-    return redis.Redis(connection_pool=new_pool)
+    derived = redis.Redis(connection_pool=new_pool)
+    # the pool is this client's alone: close() must disconnect it (redis-py leaves a pool
+    # it was given open, and its sockets would linger until garbage collection)
+    derived.auto_close_connection_pool = True
+    return derived
 
 
 __all__ = ["derive_client"]

@@ -22,7 +22,7 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import _codec, _filters, _indexes
 from ._cluster import slot_client
@@ -836,6 +836,10 @@ class Store:
             self.client.close()
         if self._owns_client:
             self.user_client.close()
+            pool = self.user_client.connection_pool if isinstance(self.user_client, redis.Redis) else None
+            if isinstance(pool, SentinelConnectionPool):  # from_url made the Sentinel manager too
+                for sentinel in pool.sentinel_manager.sentinels:
+                    sentinel.close()
 
     # --- locks -----------------------------------------------------------------------
     def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,

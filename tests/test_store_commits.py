@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from statestore import (
 )
 from statestore._names import generate_name
 from tests.conftest import dump_namespace
+from tests.redisproc import RedisProcess
 
 LOG_FIELDS = {b"seq", b"type", b"kind", b"id", b"name", b"container", b"version", b"status", b"record"}
 
@@ -499,3 +501,30 @@ def test_conflict_after_exhausted_retries_reports_the_actual_version(store: Stor
     assert err.value.attempts == 2
     assert "mine" not in store.containers.get("web").labels
     assert err.value.actual == store.containers.get("web").version
+
+
+def test_close_releases_every_connection_the_store_opened(redis_proc: RedisProcess, client: redis.Redis,
+                                                          namespace: str) -> None:
+    """The store's own pool, the lock renewer's, watchers' and a view's: all closed by close(),
+    not left to the garbage collector."""
+    def others() -> int:
+        me = client.client_id()
+        return sum(1 for c in client.client_list() if int(c["id"]) != me)
+
+    before = others()
+    store = Store.from_url(redis_proc.url, namespace=namespace)
+    c = store.containers.create(Container.new("nginx:1.27", name="closing"))
+    with store.lock(c.id, ttl=0.3) as lease:
+        time.sleep(0.2)  # the renewer runs
+        store.containers.update(c.id, lambda x: None, lease=lease)
+    watch = store.watch(since="0-0", block=0.1)
+    next(watch)
+    watch.close()
+    with store.view() as view:
+        assert view.get("closing").id == c.id
+    assert others() > before
+    store.close()
+    deadline = time.monotonic() + 5
+    while others() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert others() == before
