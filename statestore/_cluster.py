@@ -88,18 +88,15 @@ class SlotRouter:
 
     def _lookup(self) -> tuple[str, int]:
         errors: list[str] = []
-        # the last owner first: after a MOVED-free failure it is usually back soon,
-        # and any node can answer CLUSTER SLOTS
-        for host, port in list(self._known):
+        # any node can answer CLUSTER SLOTS; the owner that just could not be reached
+        # is asked last, so a dead primary does not cost a connect timeout first
+        for host, port in sorted(self._known, key=lambda a: a == self._last):
             conn = self._connection_class(host=host, port=port, **self._kwargs)
             try:
                 conn.connect()  # type: ignore[no-untyped-call]
                 conn.send_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
                 reply = conn.read_response()
-            except (rex.ConnectionError, rex.TimeoutError, OSError) as exc:
-                errors.append(f"{host}:{port}: {exc}")
-                continue
-            except rex.ResponseError as exc:
+            except (rex.ConnectionError, rex.TimeoutError, rex.ResponseError, OSError) as exc:
                 errors.append(f"{host}:{port}: {exc}")
                 continue
             finally:

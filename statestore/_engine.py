@@ -173,14 +173,6 @@ class _Lost(Exception):
         self.plan, self.cause = plan, cause
 
 
-class _Done(Exception):
-    """A body's plan has nothing to write.  Internal."""
-
-    def __init__(self, plan: Plan) -> None:
-        super().__init__(plan.key)
-        self.plan = plan
-
-
 @dataclass
 class _Attempts:
     """What the attempts of one transaction share."""
@@ -408,7 +400,7 @@ class Engine:
         self.conflict_attempts = conflict_attempts
         self.unavailable_timeout = unavailable_timeout
         self.durability = durability
-        self._waitaof: bool | None = None  # learned on the first replicated commit
+        self._wait: list[tuple[Any, ...]] | None = None  # learned on the first replicated write
         self._apply = Script(_read_lua("apply.lua"))
         self._apply_loaded = False
         # commit ids: unique per transaction, cheap (no syscall per commit)
@@ -487,14 +479,13 @@ class Engine:
         return reply, acked
 
     def _wait_commands(self) -> list[tuple[Any, ...]]:
-        d = self.durability
-        if self._waitaof is None:
-            self._waitaof = self.read(self._probe_waitaof)
-        cmds: list[tuple[Any, ...]] = []
-        if self._waitaof:
-            cmds.append(("WAITAOF", 1, 0, d.timeout_ms))
-        cmds.append(("WAIT", d.replicas, d.timeout_ms))
-        return cmds
+        """What follows a replicated write; the server is probed for WAITAOF once."""
+        if self._wait is None:
+            d = self.durability
+            aof = self.read(self._probe_waitaof)
+            self._wait = [("WAITAOF", 1, 0, d.timeout_ms)] if aof else []
+            self._wait.append(("WAIT", d.replicas, d.timeout_ms))
+        return self._wait
 
     def _probe_waitaof(self) -> bool:
         """Whether this server has WAITAOF and its AOF is on (then commits wait for its fsync)."""
@@ -600,31 +591,23 @@ class Engine:
             tx = Tx(conn, fence, state.commit_id, state.lost.plan if state.lost else None)
             try:
                 plan = body(tx)
-                if not plan.commands:  # nothing to write (e.g. a lost attempt was applied after all)
-                    raise _Done(plan)
-            except BaseException as exc:
-                if tx.watched:
-                    try:
-                        conn.send_command("UNWATCH", check_health=False)
-                        conn.read_response()
-                    except Exception:
-                        conn.disconnect()  # the WATCH may still be on: never reuse it
-                if isinstance(exc, _Done):
-                    out = exc.plan.finish([])
-                    if wait and state.lost is not None:
-                        # the lost attempt was applied, but its WAIT reply was lost with it: wait
-                        # again (WAIT covers every earlier write of this primary, ours included)
-                        try:
-                            conn.send_packed_command(_pack(conn, wait), check_health=False)
-                            acks = self._read_acks(conn, len(wait))
-                        except _TRANSIENT as again:
-                            conn.disconnect()
-                            raise _Lost(state.lost.plan, str(again)) from None
-                        if acks < self.durability.replicas:
-                            raise DurabilityError(exc.plan.key, acks, self.durability.replicas, out,
-                                                  f" within {self.durability.timeout_ms} ms") from None
-                    return out
+            except BaseException:
+                self._unwatch(conn, tx)
                 raise
+            if not plan.commands:  # nothing to write (e.g. a lost attempt was applied after all)
+                self._unwatch(conn, tx)
+                out = plan.finish([])
+                if not wait or state.lost is None:
+                    return out
+                # the lost attempt was applied, but its WAIT reply was lost with it: wait
+                # again (WAIT covers every earlier write of this primary, ours included)
+                try:
+                    conn.send_packed_command(_pack(conn, wait), check_health=False)
+                    acks = self._read_acks(conn, len(wait))
+                except _TRANSIENT as again:
+                    conn.disconnect()
+                    raise _Lost(state.lost.plan, str(again)) from None
+                return self._durable(plan.key, acks, out)
             keys: dict[str, int] = {}
             argv: list[Any] = []
             for op, key, *args in plan.commands:
@@ -671,9 +654,22 @@ class Engine:
                     raise _Unsent(reply)
                 raise translate(reply, plan.key)
             revisions = [_text(r) for r in reply]
-        out = plan.finish(revisions)
+        return self._durable(plan.key, acked, plan.finish(revisions))
+
+    @staticmethod
+    def _unwatch(conn: Any, tx: Tx) -> None:
+        """End the WATCH of an attempt that will not EXEC (disconnect if that fails)."""
+        if tx.watched:
+            try:
+                conn.send_command("UNWATCH", check_health=False)
+                conn.read_response()
+            except Exception:
+                conn.disconnect()  # the WATCH may still be on: never reuse it
+
+    def _durable(self, key: str, acked: int | None, out: Any) -> Any:
+        """``out``, or DurabilityError carrying it when too few replicas acknowledged."""
         if acked is not None and acked < self.durability.replicas:
-            raise DurabilityError(plan.key, acked, self.durability.replicas, out,
+            raise DurabilityError(key, acked, self.durability.replicas, out,
                                   f" within {self.durability.timeout_ms} ms")
         return out
 

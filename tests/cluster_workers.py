@@ -13,15 +13,13 @@ cluster: ``"url"`` is ``Store.from_url("redis+cluster://h:p,h:p")`` and
 from __future__ import annotations
 
 import time
-import traceback
 from typing import Any
 
 import redis
 from redis.cluster import ClusterNode
 
-from statestore import CommitIndeterminateError, ConflictError, Container, StateStoreError, Store
-
-COUNTER_LABEL = "counter"
+from statestore import CommitIndeterminateError, StateStoreError, Store
+from tests.workers import _error, bump, increments
 
 Address = tuple[str, int]
 
@@ -51,14 +49,6 @@ def router_of(store: Store) -> Any:
     return store.client.connection_pool.router  # type: ignore[attr-defined]
 
 
-def _error(exc: BaseException) -> tuple[str, str, str]:
-    return ("error", type(exc).__name__, "".join(traceback.format_exception(exc))[-2000:])
-
-
-def _bump(c: Container) -> None:
-    c.labels[COUNTER_LABEL] = str(int(c.labels.get(COUNTER_LABEL, "0")) + 1)
-
-
 def increment_worker(kind: str, nodes: list[Address], namespace: str, ref: str, times: int,
                      barrier: Any, out: Any) -> None:
     """``times`` read-modify-write increments of one label through ``update()``.
@@ -69,16 +59,7 @@ def increment_worker(kind: str, nodes: list[Address], namespace: str, ref: str, 
     try:
         store = open_store(kind, nodes, namespace)
         try:
-            barrier.wait(timeout=60)
-            escaped = done = 0
-            while done < times:
-                try:
-                    store.containers.update(ref, _bump)
-                except ConflictError:
-                    escaped += 1
-                    continue
-                done += 1
-            out.put(("done", done, escaped))
+            out.put(increments(store, ref, times, barrier))
         finally:
             close_store(store)
     except BaseException as exc:
@@ -107,7 +88,7 @@ def commit_loop_worker(kind: str, nodes: list[Address], namespace: str, ref: str
             while not stop.is_set():
                 t0 = time.monotonic()
                 try:
-                    store.containers.update(ref, _bump)
+                    store.containers.update(ref, bump)
                 except CommitIndeterminateError:
                     indeterminate += 1
                     continue

@@ -52,6 +52,7 @@ from tests import cluster_workers as cw
 from tests.procs import SPAWN, reap, run_processes
 from tests.redisproc import RedisProcess
 from tests.topology import ClusterGroup
+from tests.workers import COUNTER_LABEL, bump
 
 _CTX = SPAWN
 KINDS = ("cluster", "url")
@@ -412,14 +413,14 @@ def test_processes_incrementing_one_counter_lose_nothing(cluster: ClusterGroup) 
     seeds = [n.address for n in other_nodes(cluster, master)]
     processes, per_process = 3, 150
     with cw.open_store("url", seeds, ns) as store:
-        c = store.containers.create(new("counter", labels={cw.COUNTER_LABEL: "0"}))
+        c = store.containers.create(new("counter", labels={COUNTER_LABEL: "0"}))
         kinds = ["url", "cluster", "url"]
         refs = [c.id, "counter", c.id[:12]]
         reports = run_processes(cw.increment_worker,
                                 [(kinds[i], seeds, ns, refs[i], per_process) for i in range(processes)])
         assert sorted(r[:2] for r in reports) == [("done", per_process)] * processes
         final = store.containers.get("counter")
-        assert final.labels[cw.COUNTER_LABEL] == str(processes * per_process)
+        assert final.labels[COUNTER_LABEL] == str(processes * per_process)
         assert final.version == 1 + processes * per_process
         versions = [int(f[b"version"]) for _, f in store.client.xrange(store.keys.log)]
         assert versions == list(range(1, 2 + processes * per_process))
@@ -513,7 +514,7 @@ def test_moving_a_namespace_slot_under_load_loses_nothing(cluster: ClusterGroup)
         # (log, indexes: created with the first filler) last: commits wait from the counter's move on.
         for i in range(150):
             if i == 75:
-                counter = store.containers.create(new("counter", labels={cw.COUNTER_LABEL: "0", "group": "g1"}))
+                counter = store.containers.create(new("counter", labels={COUNTER_LABEL: "0", "group": "g1"}))
             store.containers.create(new(f"filler-{i}", labels={"group": f"g{i % 7}"}))
         other.containers.create(new("counter", labels={"group": "g1"}))
         keys_before = len(_keys_on(source, store.keys.match_all))
@@ -590,7 +591,7 @@ def test_moving_a_namespace_slot_under_load_loses_nothing(cluster: ClusterGroup)
         else:
             assert commit_errors == {}, commit_errors
         final = store.containers.get(counter.id)
-        assert int(final.labels[cw.COUNTER_LABEL]) == n_acked
+        assert int(final.labels[COUNTER_LABEL]) == n_acked
         assert final.version == 1 + n_acked
         # reads never failed, in the moving namespace or the bystander (the same budget)
         if migration_ended - migration_started > budget:
@@ -676,19 +677,19 @@ def test_store_follows_the_replica_promoted_after_its_primary_dies() -> None:
         store = cw.open_store("cluster", seeds, ns, unavailable_timeout=20.0)
         bystander = cw.open_store("url", seeds, bystander_ns, unavailable_timeout=20.0)
         try:
-            c = store.containers.create(new("counter", labels={cw.COUNTER_LABEL: "0"}))
+            c = store.containers.create(new("counter", labels={COUNTER_LABEL: "0"}))
             bystander.containers.create(new("other"))
             w = store.watch(since=c.revision, reconnect_timeout=20.0)
             acked = 0
             for _ in range(20):
-                store.containers.update("counter", cw._bump)
+                store.containers.update("counter", bump)
                 acked += 1
             assert cw.router_of(store).current == victim.address
             _wait_replica_caught_up(victim, heir)
 
             killed_at = time.monotonic()
             victim.kill()
-            store.containers.update("counter", cw._bump)  # waits for the promotion, then commits
+            store.containers.update("counter", bump)  # waits for the promotion, then commits
             acked += 1
             first_commit_after = time.monotonic() - killed_at
             other = bystander.containers.get("other")  # another shard's namespace answers too
@@ -696,10 +697,10 @@ def test_store_follows_the_replica_promoted_after_its_primary_dies() -> None:
             assert cw.router_of(store).current == heir.address
             assert cw.router_of(store).moves == 1
             for _ in range(20):
-                store.containers.update("counter", cw._bump)
+                store.containers.update("counter", bump)
                 acked += 1
             final = store.containers.get("counter")
-            assert final.labels[cw.COUNTER_LABEL] == str(acked)
+            assert final.labels[COUNTER_LABEL] == str(acked)
             assert final.version == 1 + acked
             assert other.name == "other"
             assert store.fsck().clean

@@ -28,9 +28,7 @@ def _wait_link(replica: redis.Redis, timeout: float = 20.0) -> None:
 @pytest.fixture(scope="module")
 def pair() -> Iterator[tuple[RedisProcess, RedisProcess]]:
     primary = RedisProcess("--repl-diskless-sync-delay", "0").start()
-    replica = RedisProcess("--replicaof", "127.0.0.1", "0", "--repl-diskless-sync-delay", "0")
-    replica.extra[1:3] = ["127.0.0.1", str(primary.port)]
-    replica.start()
+    replica = RedisProcess("--replicaof", "127.0.0.1", str(primary.port), "--repl-diskless-sync-delay", "0").start()
     try:
         _wait_link(replica.client())
         yield primary, replica

@@ -36,31 +36,35 @@ def _error(exc: BaseException) -> tuple[str, str, str]:
     return ("error", type(exc).__name__, "".join(traceback.format_exception(exc))[-2000:])
 
 
-def increment_worker(port: int, namespace: str, ref: str, times: int, barrier: Any, out: Any) -> None:
-    """``times`` read-modify-write increments of one label through ``update()``.
+def bump(c: Container) -> None:
+    """Add one to the record's counter label."""
+    c.labels[COUNTER_LABEL] = str(int(c.labels.get(COUNTER_LABEL, "0")) + 1)
 
-    Reports ``("done", increments, conflict_errors)``: ``conflict_errors``
+
+def increments(store: Store, ref: str, times: int, barrier: Any) -> tuple[str, int, int]:
+    """Wait on ``barrier``, then ``times`` increments of ``ref`` through ``update()``.
+
+    Returns ``("done", increments, conflict_errors)``: ``conflict_errors``
     counts ConflictErrors that escaped ``update()`` (its own retries ran out);
     each such increment is retried here so the total stays exact, and the
     parent decides whether escapes are acceptable.
     """
+    barrier.wait(timeout=60)
+    escaped = done = 0
+    while done < times:
+        try:
+            store.containers.update(ref, bump)
+        except ConflictError:
+            escaped += 1
+            continue
+        done += 1
+    return ("done", done, escaped)
+
+
+def increment_worker(port: int, namespace: str, ref: str, times: int, barrier: Any, out: Any) -> None:
+    """:func:`increments` in a process of its own; reports its result (or the error) on ``out``."""
     try:
-        store = _store(port, namespace)
-
-        def bump(c: Container) -> None:
-            c.labels[COUNTER_LABEL] = str(int(c.labels.get(COUNTER_LABEL, "0")) + 1)
-
-        barrier.wait(timeout=60)
-        escaped = 0
-        done = 0
-        while done < times:
-            try:
-                store.containers.update(ref, bump)
-            except ConflictError:
-                escaped += 1
-                continue
-            done += 1
-        out.put(("done", done, escaped))
+        out.put(increments(_store(port, namespace), ref, times, barrier))
     except BaseException as exc:  # report everything; the parent asserts
         out.put(_error(exc))
 
