@@ -14,7 +14,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import orjson
 import redis
@@ -25,7 +25,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import _codec, _filters, _indexes
-from ._cluster import slot_client
+from ._cluster import slot_client, untyped
 from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, translate
 from ._errors import (
     AlreadyExistsError,
@@ -716,13 +716,12 @@ def _multi_host_client(spec: MultiHostURL) -> redis.Redis | redis.RedisCluster:
     if spec.kind == "sentinel":
         # no client-side retries on the Sentinels either (redis-py's default retries each one
         # for seconds): the store's unavailable_timeout bounds a call, and the next Sentinel is tried
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = untyped(Sentinel)(
             list(spec.hosts), sentinel_kwargs={"retry": Retry(NoBackoff(), 0), **spec.sentinel_options},
             **spec.options)
-        master: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-            spec.service, db=spec.db, username=spec.username, password=spec.password)
-        return master
-    nodes = [ClusterNode(h, p) for h, p in spec.hosts]  # type: ignore[no-untyped-call]
+        return cast(redis.Redis, sentinel.master_for(
+            spec.service, db=spec.db, username=spec.username, password=spec.password))
+    nodes = [untyped(ClusterNode)(h, p) for h, p in spec.hosts]
     return redis.RedisCluster(startup_nodes=nodes, username=spec.username, password=spec.password,
                               **spec.options)
 
