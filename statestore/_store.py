@@ -71,14 +71,17 @@ def _load_script(name: str) -> str:
 
 
 class RecordList(list[R]):
-    """A list of records plus the change-log revision it was read at and the
-    corrupt records that were skipped (so one bad record never breaks ``ps``)."""
+    """A list of records plus the change-log revision it was read at, the
+    corrupt records that were skipped (so one bad record never breaks ``ps``)
+    and ``warnings``: index problems the read worked around, each naming the
+    key (also logged on the ``statestore.index`` logger)."""
 
     def __init__(self, items: Iterable[R] = (), revision: str | None = None,
-                 corrupt: Iterable[CorruptRecordError] = ()) -> None:
+                 corrupt: Iterable[CorruptRecordError] = (), warnings: Iterable[str] = ()) -> None:
         super().__init__(items)
         self.revision = revision
         self.corrupt: tuple[CorruptRecordError, ...] = tuple(corrupt)
+        self.warnings: tuple[str, ...] = tuple(warnings)
 
 
 @dataclass(frozen=True)

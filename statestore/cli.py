@@ -348,6 +348,13 @@ COMMANDS: dict[str, Callable[[Store, argparse.Namespace, TextIO], int]] = {
 }
 
 
+class _StderrWarnings(logging.Handler):
+    """``Warning: <message>`` on whatever ``sys.stderr`` is when the record is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        sys.stderr.write(f"Warning: {record.getMessage()}\n")
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     parser = build_parser()
@@ -358,6 +365,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         if not lib_log.handlers:
             lib_log.addHandler(logging.NullHandler())
             lib_log.propagate = False
+        # ...except a broken index that a read worked around: the user should run fsck
+        index_log = logging.getLogger("statestore.index")
+        if not index_log.handlers:
+            index_log.addHandler(_StderrWarnings())
     try:
         if args.command == "demo":
             from . import demo
