@@ -139,13 +139,14 @@ class SlotConnection(redis.Connection):
         self.router = router
         untyped(super()).__init__(**kwargs)
 
-    def connect_check_health(self, check_health: bool = True, retry_socket_connect: bool = True) -> None:
+    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+        # every connect goes through here (redis-py 6.x); its parameters differ by version
+        # (``retry_socket_connect`` appeared in 6.3), so they are passed on as given
         if self._sock:
             return
         self.host, self.port = self.router.address()
         try:
-            super().connect_check_health(check_health=check_health,
-                                         retry_socket_connect=retry_socket_connect)
+            untyped(super()).connect_check_health(*args, **kwargs)
         except (rex.ConnectionError, rex.TimeoutError, OSError):
             self.router.invalidate((self.host, self.port))
             raise
