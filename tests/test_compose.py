@@ -1,16 +1,20 @@
-"""docker-compose.yml and Dockerfile: structure, and every statestore command they run parses with the CLI.
+"""docker-compose.yml and Dockerfile: the compose file is valid against the Compose Specification's
+JSON schema, means what statestore needs (services, commands, health checks, volumes...), and every
+statestore command it runs parses with the CLI.
 
-Docker is not available where the suite runs, so this checks what can be checked without it. PyYAML
-is not a test dependency: the compose file keeps to a small block-YAML subset (mappings, lists of
-scalars, quoted or plain scalars, comments) that ``parse_yaml_subset`` below reads. The parser is
-strict: anything outside the subset (flow collections, anchors, tags, block scalars, tabs, YAML 1.1
-booleans such as ``yes``, unquoted ``8080:80``) is an error, so it cannot silently read the file
-differently from Docker Compose. When PyYAML happens to be installed, the two readings are compared.
+Docker is not available where the suite runs, so this checks what can be checked without it. The file
+is read with PyYAML and validated with ``jsonschema`` against ``tests/data/compose-spec.json``, a copy of
+the specification's schema (tests/data/README.md names its source and licence). PyYAML reads YAML 1.1,
+Docker Compose reads YAML 1.2, so ``load_compose`` also refuses the plain scalars the two read
+differently (``yes``/``on``, base-60 numbers such as an unquoted ``22:22``, ``0755``) and duplicate
+keys (PyYAML keeps the last, Compose refuses the file).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import re
 import shlex
 import tomllib
@@ -18,157 +22,133 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import jsonschema
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_SCHEMA = ROOT / "tests" / "data" / "compose-spec.json"
 REDIS_FLAGS = {"--appendonly": "yes", "--appendfsync": "everysec", "--notify-keyspace-events": "KEA"}
 STATESTORE_SERVICES = {"replica1": "daemon", "replica2": "daemon", "replica3": "daemon", "events": "events",
                        "demo": "demo"}
 
 
-# --- a strict reader for the YAML subset the compose file uses ---------------------------------------
-class YamlSubsetError(ValueError):
+# --- reading and validating ------------------------------------------------------------------------
+class ComposeFileError(ValueError):
     pass
 
 
-_PLAIN_REJECT_START = tuple("[]{}&*!|>%@`,?'\"")
-_YAML11_BOOLS = {"yes", "no", "on", "off", "y", "n", "True", "False", "TRUE", "FALSE", "Yes", "No", "On", "Off"}
+# plain scalars that YAML 1.1 (PyYAML) resolves to a bool or a number and YAML 1.2 (Compose) does not, or
+# to another number: booleans other than true/false, base-60 and underscore numbers, octals
+_YAML11_ONLY = re.compile(r"""(?x)
+    y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF|True|TRUE|False|FALSE
+  | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?
+  | [-+]?[0-9.][0-9.]*_[0-9_.]*
+  | [-+]?0[0-7_]+ | [-+]?0b[01_]+
+""")
 
 
-def _strip_comment(line: str) -> str:
-    quote = ""
-    for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'" and (i == 0 or line[i - 1] in " -:"):
-            quote = ch
-        elif ch == "#" and (i == 0 or line[i - 1] == " "):
-            return line[:i]
-    return line
+def _check_nodes(node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            line = key.start_mark.line + 1
+            if not isinstance(key, yaml.ScalarNode):
+                raise ComposeFileError(f"line {line}: a mapping key that is not a scalar")
+            if key.value in seen:
+                raise ComposeFileError(f"line {line}: duplicate key {key.value!r}")
+            seen.add(key.value)
+            _check_nodes(key)
+            _check_nodes(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_nodes(item)
+    elif isinstance(node, yaml.ScalarNode) and node.style is None and _YAML11_ONLY.fullmatch(node.value):
+        raise ComposeFileError(f"line {node.start_mark.line + 1}: {node.value!r} means one thing in YAML 1.1 "
+                               "and another in YAML 1.2: quote it")
 
 
-def _scalar(text: str, lineno: int) -> Any:
-    if text.startswith('"'):
-        if not re.fullmatch(r'"[^"\\]*"', text):
-            raise YamlSubsetError(f"line {lineno}: unsupported double-quoted scalar {text!r}")
-        return text[1:-1]
-    if text.startswith("'"):
-        if not re.fullmatch(r"'(?:[^']|'')*'", text):
-            raise YamlSubsetError(f"line {lineno}: unsupported single-quoted scalar {text!r}")
-        return text[1:-1].replace("''", "'")
-    if text.startswith(_PLAIN_REJECT_START) or text.startswith("- ") or ": " in text or text.endswith(":"):
-        raise YamlSubsetError(f"line {lineno}: unsupported plain scalar {text!r}")
-    if text in _YAML11_BOOLS:
-        raise YamlSubsetError(f"line {lineno}: {text!r} is a boolean in YAML 1.1 and a string in 1.2: quote it")
-    if re.fullmatch(r"[0-9]+(:[0-9]+)+", text):
-        raise YamlSubsetError(f"line {lineno}: {text!r} is a base-60 number in YAML 1.1: quote it")
-    if re.fullmatch(r"-?[0-9]+", text):
-        return int(text)
-    if re.fullmatch(r"-?[0-9]*\.[0-9]+", text):
-        return float(text)
-    if text in ("true", "false"):
-        return text == "true"
-    if text in ("null", "~"):
-        return None
-    return text
+def load_compose(text: str) -> Any:
+    """The document, read with PyYAML; ComposeFileError for what YAML 1.1 and 1.2 read differently."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is not None:
+        _check_nodes(node)
+    return yaml.safe_load(text)
 
 
-def parse_yaml_subset(text: str) -> Any:
-    """Block mappings and sequences of scalars, by indentation; raises YamlSubsetError on anything else."""
-    lines: list[tuple[int, int, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        if "\t" in raw:
-            raise YamlSubsetError(f"line {lineno}: tab character")
-        if raw.startswith(("---", "...", "%")):
-            raise YamlSubsetError(f"line {lineno}: document markers and directives are not supported")
-        body = _strip_comment(raw).rstrip()
-        if body.strip():
-            lines.append((lineno, len(body) - len(body.lstrip(" ")), body.strip()))
-    if not lines:
-        return None
-    if lines[0][1] != 0:
-        raise YamlSubsetError(f"line {lines[0][0]}: the document must start at column 0")
-    value, i = _block(lines, 0, 0)
-    if i != len(lines):
-        raise YamlSubsetError(f"line {lines[i][0]}: unexpected indentation")
-    return value
+@functools.cache
+def compose_validator() -> jsonschema.Draft7Validator:
+    schema = json.loads(COMPOSE_SCHEMA.read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft-07/schema"
+    jsonschema.Draft7Validator.check_schema(schema)
+    return jsonschema.Draft7Validator(schema)
 
 
-def _block(lines: list[tuple[int, int, str]], i: int, indent: int) -> tuple[Any, int]:
-    if lines[i][2] == "-" or lines[i][2].startswith("- "):
-        seq: list[Any] = []
-        while i < len(lines) and lines[i][1] == indent:
-            lineno, _, content = lines[i]
-            if not (content == "-" or content.startswith("- ")):
-                raise YamlSubsetError(f"line {lineno}: a mapping key inside a list")
-            item = content[1:].strip()
-            if not item or re.match(r"""^(?:[^'"\s][^:]*|"[^"]*"|'[^']*'):(\s|$)""", item):
-                raise YamlSubsetError(f"line {lineno}: only scalars are supported as list items")
-            seq.append(_scalar(item, lineno))
-            i += 1
-        return seq, i
-    mapping: dict[str, Any] = {}
-    while i < len(lines) and lines[i][1] == indent:
-        lineno, _, content = lines[i]
-        m = re.fullmatch(r"""([A-Za-z0-9_][A-Za-z0-9_.-]*|"[^"\\]*"|'[^']*'):(?: +(.*))?""", content)
-        if m is None:
-            raise YamlSubsetError(f"line {lineno}: expected 'key:' or 'key: value', got {content!r}")
-        key = m[1].strip("'\"") if m[1][0] in "'\"" else m[1]
-        if key in mapping:
-            raise YamlSubsetError(f"line {lineno}: duplicate key {key!r}")
-        i += 1
-        if m[2] is not None:
-            mapping[key] = _scalar(m[2], lineno)
-        elif i < len(lines) and lines[i][1] > indent:
-            mapping[key], i = _block(lines, i, lines[i][1])
-        elif i < len(lines) and lines[i][1] == indent and lines[i][2].startswith("-"):
-            raise YamlSubsetError(f"line {lines[i][0]}: indent a key's list items under the key")
-        else:
-            mapping[key] = None
-    if i < len(lines) and lines[i][1] > indent:
-        raise YamlSubsetError(f"line {lines[i][0]}: unexpected indentation")
-    return mapping, i
+def schema_errors(doc: Any) -> list[str]:
+    """What the Compose Specification's schema finds wrong with ``doc``, one line per error."""
+    errors = sorted(compose_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in errors]
 
 
-def test_subset_parser_reads_what_it_supports() -> None:
-    text = """# comment
-a: 1
-b: "x: y # not a comment"
-c:
-  - one
-  - 'it''s'
-  - "quoted"   # a comment
-d:
-  e: true
-  f:
-  g: 2s
-h: redis://redis:6379/0
-"""
-    assert parse_yaml_subset(text) == {"a": 1, "b": "x: y # not a comment", "c": ["one", "it's", "quoted"],
-                                       "d": {"e": True, "f": None, "g": "2s"}, "h": "redis://redis:6379/0"}
-
-
-@pytest.mark.parametrize("text", [
-    "a: [1, 2]\n", "a: {}\n", "a: &x 1\nb: *x\n", "a: !!str 1\n", "a: |\n  text\n", "a:\n\tb: 1\n",
-    "a: yes\n", "ports:\n  - 8080:80\n", "a: 1\na: 2\n", "a:\n  b: 1\n c: 2\n", "a:\n- 1\n", "- a: 1\n",
-    "a: b: c\n", "---\na: 1\n", "  a: 1\n",
-])
-def test_subset_parser_rejects_everything_else(text: str) -> None:
-    with pytest.raises(YamlSubsetError):
-        parse_yaml_subset(text)
-
-
-# --- the compose file ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    doc = parse_yaml_subset(COMPOSE.read_text())
+    doc = load_compose(COMPOSE.read_text())
     assert isinstance(doc, dict)
     return doc
 
 
+def test_compose_file_is_valid_against_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert schema_errors(compose) == []
+
+
+@pytest.mark.parametrize(("path", "value", "error"), [
+    # unknown keys (the schema allows only x- extensions besides its own)
+    ("servics", {"web": {"image": "x"}}, "(top): 'servics' does not match any of the regexes: '^x-'"),
+    ("services/redis/imagee", "redis:7", "services/redis: 'imagee' does not match any of the regexes: '^x-'"),
+    # wrong types
+    ("services/redis/healthcheck/interval", 2, "services/redis/healthcheck/interval: 2 is not of type 'string'"),
+    ("services/replica1/stop_grace_period", 30, "services/replica1/stop_grace_period: 30 is not of type 'string'"),
+    ("services/replica1/init", 1, "services/replica1/init: 1 is not of type 'boolean', 'string'"),
+    ("services/replica1/depends_on", "redis", "services/replica1/depends_on: 'redis' is not "),
+    ("services/demo/profiles", "demo", "services/demo/profiles: 'demo' is not of type 'array'"),
+    ("services/operator/environment", ["A=1", "A=1"], "services/operator/environment: ['A=1', 'A=1'] is not "),
+    ("volumes", ["redis-data"], "volumes: ['redis-data'] is not of type 'object'"),
+])
+def test_schema_refuses_a_broken_compose_file(path: str, value: Any, error: str) -> None:
+    doc = load_compose(COMPOSE.read_text())
+    *parents, last = path.split("/")
+    target = doc
+    for p in parents:
+        target = target[p]
+    target[last] = value
+    errors = schema_errors(doc)
+    assert any(e.startswith(error) for e in errors), errors
+
+
+def test_schema_refuses_a_broken_compose_text() -> None:
+    """The same, from the text: a misspelt top-level key appended to the real file."""
+    assert schema_errors(load_compose(COMPOSE.read_text() + "\nvolume:\n  extra: {}\n")) == [
+        "(top): 'volume' does not match any of the regexes: '^x-'"]
+
+
+@pytest.mark.parametrize("text", [
+    "a: yes\n", "a: off\n", "a: 0755\n", "ports:\n  - 22:22\n", "a: 1_000\n", "a: 1\na: 2\n",
+    "services:\n  web:\n    init: True\n", "services:\n  web: {}\n  web: {}\n",
+])
+def test_loader_refuses_what_yaml_1_1_and_1_2_read_differently(text: str) -> None:
+    with pytest.raises(ComposeFileError):
+        load_compose(text)
+
+
+def test_loader_reads_quoted_and_unambiguous_scalars() -> None:
+    text = 'a: "yes"\nb: "8080:80"\nc: true\nd: 2s\ne: 30\nf: redis://redis:6379/0\ng: [x, "0755", 0.5]\n'
+    assert load_compose(text) == {"a": "yes", "b": "8080:80", "c": True, "d": "2s", "e": 30,
+                                  "f": "redis://redis:6379/0", "g": ["x", "0755", 0.5]}
+
+
+# --- what the compose file means for statestore -------------------------------------------------------
 def command_argv(service: dict[str, Any]) -> list[str]:
     cmd = service.get("command")
     if cmd is None:

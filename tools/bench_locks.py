@@ -19,6 +19,7 @@ import multiprocessing as mp
 import statistics
 import sys
 import time
+from multiprocessing.synchronize import Event as MpEvent
 from pathlib import Path
 
 import redis
@@ -96,7 +97,7 @@ def bench_handoff(url: str, ns: str, cid: str, rounds: int) -> list[float]:
     return lat[1:]  # the first sample includes the peers' start-up wait
 
 
-def _hung_holder(url: str, ns: str, cid: str, hold: float, ready: mp.Event) -> None:  # type: ignore[type-arg]
+def _hung_holder(url: str, ns: str, cid: str, hold: float, ready: MpEvent) -> None:
     store = Store(redis.Redis.from_url(url), namespace=ns)
     with store.lock(cid, ttl=5.0):
         ready.set()
@@ -136,10 +137,10 @@ def main() -> int:
     if url is None:
         proc = RedisProcess().start()
         url = proc.url
+    client = redis.Redis.from_url(url)
+    ns = f"bench-locks-{int(time.time())}"
+    store = Store(client, namespace=ns)
     try:
-        client = redis.Redis.from_url(url)
-        ns = f"bench-locks-{int(time.time())}"
-        store = Store(client, namespace=ns)
         c1 = store.containers.create(Container.new(image="nginx", name="locked"))
         c2 = store.containers.create(Container.new(image="nginx", name="free"))
         n = 500 if args.quick else 3000
@@ -158,12 +159,14 @@ def main() -> int:
         print(f"{'get p50 locked / unlocked (us)':<48}{statistics.median(a):>14.1f}{statistics.median(b):>14.1f}")
         print(f"{'get p99 locked / unlocked (us)':<48}{pct(a, 0.99):>14.1f}{pct(b, 0.99):>14.1f}{r99:>8.2f}"
               f"  <= 1.20 {'PASS' if r99 <= 1.2 else 'MISS'}")
-        for k in client.scan_iter(match=f"ss:{{{ns}}}:*"):
-            client.delete(k)
-        store.close()
     finally:
-        if proc is not None:
-            proc.cleanup()
+        try:  # what it wrote: its namespace and the hand-off's timestamp key
+            client.delete(*client.scan_iter(match=f"ss:{{{ns}}}:*"), "bench:released-at")
+        finally:
+            store.close()
+            client.close()
+            if proc is not None:
+                proc.cleanup()
     return 0
 
 

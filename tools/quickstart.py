@@ -1,10 +1,13 @@
-"""A guided tour of statestore against a real Redis (``./dev demo``).
+"""A guided tour of statestore's Python API against a real Redis, step by step.
+
+    .venv/bin/python tools/quickstart.py [--redis-url URL]
 
 Uses the Redis named by ``--redis-url`` or ``$STATESTORE_REDIS_URL``;
 without either it starts a private ``redis-server`` on a free port in a
 temporary directory and removes it afterwards.  Every run works in a fresh
-namespace and deletes what it created.  Exit status: 0 when every step
-behaved as documented, 1 otherwise (or when no Redis can be had).
+namespace (``quickstart-<pid>-<random>``) and deletes every key of it at the
+end, also after a failed step.  Exit status: 0 when every step behaved as
+documented, 1 otherwise (or when no Redis can be had).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -179,7 +183,9 @@ def tour(store: Store) -> None:
         ("ps --filter label=tier=front", {"label": "tier=front"}, False, 1),
         ("ps -a --filter status=created", {"status": "created"}, False, 1),
         ("ps -a --filter name=^data", {"name": "^data"}, True, 1),
-        ("ps --filter publish=8080", {"publish": "8080"}, False, 1),
+        # publish matches the container's port that has a host binding, as moby does (web: 8080->80/tcp)
+        ("ps --filter publish=80", {"publish": "80"}, False, 1),
+        ("ps --filter publish=8080", {"publish": "8080"}, False, 0),
     ]
     for label, filters, all_, n in queries:
         found = containers.list(filters, all=all_)
@@ -209,8 +215,11 @@ def tour(store: Store) -> None:
     print(f"   $ redis-cli GET '{keys.name('web')}'")
     holder = store.client.get(keys.name("web"))
     print(f"   {holder.decode() if isinstance(holder, bytes) else holder}")
-    check(raw["StateStore"] == {"Schema": 1, "Kind": "container", "Version": containers.get("web").version},
-          "the stored StateStore block carries the version")
+    block = raw["StateStore"]
+    check({k: block.get(k) for k in ("Schema", "Kind", "Version")}
+          == {"Schema": 1, "Kind": "container", "Version": containers.get("web").version}
+          and re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", str(block.get("Commit"))) is not None,
+          "the stored StateStore block carries the version and the id of the commit that wrote it")
 
     section("10. delete everything: records, names, index members and execs go in one commit each")
     for ref in ("web", "database", job.id):
@@ -219,20 +228,26 @@ def tour(store: Store) -> None:
     check(not execs.list() and not containers.list(all=True), "nothing is left to list")
     left = sorted(k.decode() for k in store.client.scan_iter(match=keys.match_all, count=1000))
     show("keys left in the namespace:", left)
-    check(left == [keys.log], "only the change log remains")
+    check(left == sorted([keys.log, keys.log_seq]), "only the change log and its sequence counter remain")
     show("change-log entries:", store.client.xlen(keys.log))
     print(f"\nok: every step behaved as documented; namespace {ns!r} is removed on exit")
 
 
 def remove_namespace(store: Store) -> None:
-    """Best effort, also after a failed step: delete what the tour created, then its change log."""
+    """Best effort, also after a failed step: delete what the tour created through the API, then every
+    key left in its namespace (the change log, its sequence counter and whatever a failed step left;
+    the namespace is this run's own)."""
     try:
         for c in store.containers.list(all=True):
             store.containers.delete(c.id)
     except StateStoreError as exc:
+        print(f"quickstart: deleting the containers of {store.namespace!r} failed: {exc}", file=sys.stderr)
+    try:
+        left = list(store.client.scan_iter(match=store.keys.match_all, count=1000))
+        if left:
+            store.client.delete(*left)
+    except redis.RedisError as exc:
         print(f"quickstart: could not clean up namespace {store.namespace!r}: {exc}", file=sys.stderr)
-        return
-    store.client.delete(store.keys.log)
 
 
 def main(argv: list[str] | None = None) -> int:
