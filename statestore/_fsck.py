@@ -45,14 +45,19 @@ before it made every read of it fail.
 from __future__ import annotations
 
 import functools
+import shlex
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
+import redis
 import redis.exceptions as rex
+from redis.sentinel import SentinelConnectionPool
 
 from . import _codec, _indexes
+from ._cluster import untyped
 from ._engine import Plan, Tx
 from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError
 from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
@@ -378,14 +383,18 @@ def _is_name(text: str) -> bool:
 
 
 def analyze(keys: KeySchema, scanned: Mapping[str, tuple[str, Any]],
-            max_bytes: int = _codec.DEFAULT_MAX_RECORD_BYTES) -> Analysis:
-    """The problems of a namespace read by :func:`read_namespace`, and the tasks that repair them."""
-    return _Checker(keys, scanned, max_bytes).run()
+            max_bytes: int = _codec.DEFAULT_MAX_RECORD_BYTES, cli: str = "redis-cli") -> Analysis:
+    """The problems of a namespace read by :func:`read_namespace`, and the tasks that repair them.
+
+    ``cli`` starts every ``action`` (:func:`redis_cli` of the server that was read).
+    """
+    return _Checker(keys, scanned, max_bytes, cli).run()
 
 
 class _Checker:
-    def __init__(self, keys: KeySchema, scanned: Mapping[str, tuple[str, Any]], max_bytes: int) -> None:
-        self.keys, self.scanned, self.max = keys, scanned, max_bytes
+    def __init__(self, keys: KeySchema, scanned: Mapping[str, tuple[str, Any]], max_bytes: int,
+                 cli: str = "redis-cli") -> None:
+        self.keys, self.scanned, self.max, self.cli = keys, scanned, max_bytes, cli
         self.problems: list[Problem] = []
         self.records: dict[str, dict[str, _Record]] = {KIND_CONTAINER: {}, KIND_EXEC: {}}
         self.unreadable: dict[str, dict[str, str]] = {KIND_CONTAINER: {}, KIND_EXEC: {}}  # id -> Redis type
@@ -426,7 +435,7 @@ class _Checker:
     # --- one key --------------------------------------------------------------------------------
     def orphan(self, key: str, rtype: str) -> None:
         self.problem("orphan-key", key, f"a {rtype} the namespace's schema does not define", severity=WARNING,
-                     action=f"redis-cli TYPE {_quote(key)}")
+                     action=f"{self.cli} TYPE {_quote(key)}")
 
     def classify(self, key: str, rtype: str, value: Any) -> None:
         parsed = self.keys.parse(key)
@@ -439,7 +448,7 @@ class _Checker:
             if rtype != "stream":
                 self.events_ok = False
                 self.problem("log-wrongtype", key, f"the change log holds a {rtype}, not a stream; commits that "
-                             "log a change fail until it is fixed", action=f"redis-cli TYPE {_quote(key)}")
+                             "log a change fail until it is fixed", action=f"{self.cli} TYPE {_quote(key)}")
         elif single == "log_seq":
             self.log_seq(key, rtype, value)
         elif single is not None:
@@ -467,7 +476,7 @@ class _Checker:
         if rtype != "string":
             self.unreadable[kind][rid] = rtype
             self.problem("record-wrongtype", key, f"the {kind} record key holds a {rtype}, not a string",
-                         action=f"redis-cli TYPE {_quote(key)}")
+                         action=f"{self.cli} TYPE {_quote(key)}")
             return
         try:
             rec: _Record = _codec.decode(kind, key, value, self.max)
@@ -475,12 +484,12 @@ class _Checker:
             self.unreadable[kind][rid] = rtype
             self.problem("record-schema-newer", key, f"the {kind} record has schema {exc.found}, newer than "
                          f"this statestore reads ({exc.supported}): upgrade statestore",
-                         action=f"redis-cli GET {_quote(key)}")
+                         action=f"{self.cli} GET {_quote(key)}")
             return
         except CorruptRecordError as exc:
             self.unreadable[kind][rid] = rtype
             self.problem("record-corrupt", key, f"the {kind} record cannot be decoded: {exc.reason}",
-                         action=f"redis-cli GET {_quote(key)}")
+                         action=f"{self.cli} GET {_quote(key)}")
             return
         self.records[kind][rid] = rec
 
@@ -489,7 +498,7 @@ class _Checker:
             self.events_ok = False
             self.problem("logseq-wrongtype", key, f"the change-log sequence counter holds a {rtype}, not a "
                          "string; commits that log a change fail until it is fixed",
-                         action=f"redis-cli TYPE {_quote(key)}")
+                         action=f"{self.cli} TYPE {_quote(key)}")
             return
         text = _s(value)
         try:  # what INCR accepts: a 64-bit integer in canonical form
@@ -500,7 +509,7 @@ class _Checker:
             self.events_ok = False
             self.problem("logseq-invalid", key, f"the change-log sequence counter holds {text[:40]!r}, not "
                          "an integer; commits that log a change fail until it is fixed",
-                         action=f"redis-cli GET {_quote(key)}")
+                         action=f"{self.cli} GET {_quote(key)}")
 
     def lock(self, key: str, rtype: str, value: Any) -> None:
         if rtype != "string":
@@ -516,7 +525,7 @@ class _Checker:
                 return
             why = f"holds {_s(value)[:60]!r}, not a lock holder record"
         self.problem("lock-unreadable", key, f"the lock key {why}; the lock cannot be released or renewed and "
-                     "lasts until its TTL runs out", severity=WARNING, action=f"redis-cli GET {_quote(key)}")
+                     "lasts until its TTL runs out", severity=WARNING, action=f"{self.cli} GET {_quote(key)}")
 
     # --- invariants 1 and 3: name keys -----------------------------------------------------------
     def check_names(self) -> None:
@@ -533,11 +542,11 @@ class _Checker:
             has_it = f"; container {claimant} has this name" if claimant else ""
             if rtype not in ("string", "none"):
                 self.problem("name-wrongtype", key, f"the name key holds a {rtype}, not a string{has_it}",
-                             record=crec, action=f"redis-cli TYPE {_quote(key)}")
+                             record=crec, action=f"{self.cli} TYPE {_quote(key)}")
                 continue
             if len(claim) > 1:
                 self.problem("name-conflict", key, f"containers {', '.join(claim)} all have the name {name!r}: "
-                             "rename all but one", action=f"redis-cli GET {_quote(key)}")
+                             "rename all but one", action=f"{self.cli} GET {_quote(key)}")
                 continue
             if rtype == "none":
                 if claimant:
@@ -556,7 +565,7 @@ class _Checker:
                 if claimant:  # the holder may have this name too: no one can tell
                     self.problem("name-conflict", key, f"container {claimant} has the name {name!r}, but the key "
                                  f"holds {holder}, whose record cannot be read", record=crec,
-                                 action=f"redis-cli GET {_quote(key)}")
+                                 action=f"{self.cli} GET {_quote(key)}")
                 continue  # else: nothing to say but that the holder is unreadable, reported at its key
             else:
                 code, what = "name-dangling", f"holds {holder}, but no such container exists"
@@ -647,7 +656,7 @@ class _Checker:
             if cid not in containers:
                 self.problem("exec-container-missing", xkey, f"exec {xid} belongs to container {cid}, which does "
                              "not exist (remove the exec with store.execs.delete if it is not wanted)",
-                             action=f"redis-cli GET {_quote(xkey)}")
+                             action=f"{self.cli} GET {_quote(xkey)}")
             elif xid not in containers[cid].exec_ids:
                 task = self.record_task(KIND_CONTAINER, cid)
                 task.execids_fix = True
@@ -862,15 +871,62 @@ def repair(store: Store, analysis: Analysis) -> None:
                 p.repaired = True
 
 
+def redis_cli(client: redis.Redis) -> str:
+    """``redis-cli`` with the options that reach the server ``client`` talks to.
+
+    The host and port (or socket), database, user and TLS files of the client's
+    connections; never the password (``--askpass`` asks for it).  For a Sentinel
+    or Cluster client, the primary it uses now (``-c`` for a cluster node).
+    """
+    pool = client.connection_pool
+    kw = dict(getattr(pool, "connection_kwargs", {}) or {})
+    cls = getattr(pool, "connection_class", None)
+    args = ["redis-cli"]
+    host: Any = kw.get("host")
+    port: Any = kw.get("port")
+    router = getattr(pool, "router", None)
+    if router is not None:  # a cluster slot's primary (_cluster.SlotConnectionPool)
+        args.append("-c")
+        host, port = getattr(router, "current", None) or (None, None)
+    elif isinstance(pool, SentinelConnectionPool):
+        try:
+            host, port = untyped(pool).get_master_address()
+        except (rex.RedisError, OSError, ValueError, TypeError):
+            host = port = None
+    if kw.get("path"):
+        args += ["-s", str(kw["path"])]
+    else:
+        if host:
+            args += ["-h", str(host)]
+        if port:
+            args += ["-p", str(port)]
+    if kw.get("db"):
+        args += ["-n", str(kw["db"])]
+    if kw.get("username"):
+        args += ["--user", str(kw["username"])]
+    if kw.get("password") or kw.get("credential_provider"):
+        args.append("--askpass")
+    if isinstance(cls, type) and issubclass(cls, redis.SSLConnection):
+        args.append("--tls")
+        for opt, name in (("--cacert", "ssl_ca_certs"), ("--cert", "ssl_certfile"), ("--key", "ssl_keyfile")):
+            if kw.get(name):
+                args += [opt, str(kw[name])]
+        reqs = kw.get("ssl_cert_reqs")
+        if reqs in ("none", ssl.CERT_NONE):
+            args.append("--insecure")
+    return " ".join(shlex.quote(a) for a in args)
+
+
 def run_fsck(store: Store, repair_: bool = False) -> FsckReport:
     """``Store.fsck``: read the namespace, check it, and with ``repair_`` run the repairs.
 
     When the first scan finds problems, a second scan confirms them: only what both found is
     reported (and repaired), so a commit that a scan saw half-way is not taken for a violation.
     """
-    analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes)
+    cli = redis_cli(store.client)
+    analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes, cli)
     if analysis.problems:
-        analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes).confirmed_by(analysis)
+        analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes, cli).confirmed_by(analysis)
     if repair_:
         repair(store, analysis)
     return FsckReport(store.namespace, analysis.problems, analysis.checked, repair_)

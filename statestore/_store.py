@@ -41,7 +41,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._fsck import FsckReport, run_fsck
-from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._keys import KIND_CONTAINER, KIND_EXEC, NAMESPACE_RE, PREFIX, KeySchema
 from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockInfo, LockManager
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
 from ._names import generate_name
@@ -52,6 +52,7 @@ from ._view import View
 from ._watch import Watch
 
 log = logging.getLogger("statestore")
+index_log = logging.getLogger("statestore.index")
 
 R = TypeVar("R", bound=_Record)
 
@@ -115,12 +116,12 @@ class Snapshot:
 
 def _finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | None,
                  corrupt: Iterable[CorruptRecordError], before: str | None,
-                 since: str | None) -> RecordList[Container]:
+                 since: str | None, warnings: Iterable[str] = ()) -> RecordList[Container]:
     hits = [d for d in docs if _filters.matches(q, d, before, since)]
     hits.sort(key=_filters.sort_key, reverse=True)
     if q.limit is not None:
         hits = hits[: q.limit]
-    return RecordList((Container(d) for d in hits), revision, corrupt)
+    return RecordList((Container(d) for d in hits), revision, corrupt, warnings)
 
 
 class _Repository(Generic[R]):
@@ -157,24 +158,72 @@ class _Repository(Generic[R]):
             raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
             if raw is not None:
                 return self._decode(key, raw)
-        rid, raw = self._resolve(ref)
-        return self._decode(self._record_prefix + rid, raw)
+        rid, raw, rec = self._resolve(ref, decode=True)
+        return rec if rec is not None else self._decode(self._record_prefix + rid, raw)
 
-    def _resolve(self, ref: str) -> tuple[str, Any]:
+    def _resolve(self, ref: str, decode: bool = False) -> tuple[str, Any, R | None]:
+        """Resolve ``ref`` with resolve.lua: (ID, raw record, the decoded record if ``decode``).
+
+        One rule for every lookup: a name key is trusted only if the record it
+        points at has that name; a name key or ID index that is broken is
+        reported (``statestore.index``) and the lookup goes on without it, as
+        if that entry did not exist.
+        """
         r = parse_reference(ref, self.kind)
-        args = (self._record_prefix, self._name_prefix, r.bare, int(r.full_id), int(r.name),
-                int(r.hex_prefix))
-        reply = self._engine.read(functools.partial(
-            self._store._resolve_script, self._engine.execute, self._id_index_keys, args))
-        status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
-        if status == "ok":
-            return rid, raw
-        if status == "ambiguous":
+        args = [self._record_prefix, self._name_prefix, r.bare, int(r.full_id), int(r.name),
+                int(r.hex_prefix)]
+        while True:
+            reply = self._engine.read(functools.partial(
+                self._store._resolve_script, self._engine.execute, self._id_index_keys, args))
+            status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
+            for k in range(3, len(reply) - 1, 2):
+                self._store._index_problem(_s(reply[k]), _s(reply[k + 1]))
+            rec: R | None = None
+            if status == "name":
+                key = self._record_prefix + rid
+                if decode:
+                    rec = self._decode(key, raw)  # a corrupt record is reported as itself
+                    stored = rec._d.get("Name")
+                else:
+                    stored = _stored_name(raw)  # cheap; a mismatch is confirmed by a full decode
+                    if stored is not None and _bare_name(stored) != r.bare:
+                        try:
+                            self._decode(key, raw)
+                        except CorruptRecordError:
+                            stored = None  # the record is corrupt: whoever reads it reports it
+                if stored is None or _bare_name(stored) == r.bare:
+                    return rid, raw, rec
+                self._store._index_problem(
+                    self._name_prefix + r.bare,
+                    f"names {self.kind} {rid[:12]}, whose name is {stored!r}")
+                args[3] = args[4] = 0  # the ID was tried; go on as if the name key did not exist
+                continue
+            if status == "ok":
+                return rid, raw, self._decode(self._record_prefix + rid, raw) if decode else None
+            if status == "scan":
+                return self._scan_prefix(ref, r.bare, decode)
+            if status == "ambiguous":
+                raise AmbiguousReferenceError(self.kind, ref)
+            if status == "wrongtype":
+                raise CorruptRecordError(self._record_prefix + rid, "holds a value of the wrong Redis type")
+            raise NotFoundError(self.kind, ref)
+
+    def _scan_prefix(self, ref: str, prefix: str, decode: bool) -> tuple[str, Any, R | None]:
+        """Resolve an ID prefix from the record keys (when the ID index is unusable)."""
+        match = self._record_prefix + prefix + "*"
+
+        def scan() -> list[bytes]:
+            return sorted(set(self._client.scan_iter(match=match, count=1000)))
+
+        hits = [_s(k)[len(self._record_prefix):] for k in self._engine.read(scan)]
+        hits = [h for h in hits if _FULL_ID.fullmatch(h)]
+        if len(hits) > 1:
             raise AmbiguousReferenceError(self.kind, ref)
-        if status == "wrongtype":
-            raise CorruptRecordError(self._record_prefix + rid, "holds a value of the wrong Redis type")
-        if status == "wrongname":
-            raise CorruptRecordError(self._name_prefix + rid, "holds a value of the wrong Redis type")
+        if hits:
+            key = self._record_prefix + hits[0]
+            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
+            if raw is not None:
+                return hits[0], raw, self._decode(key, raw) if decode else None
         raise NotFoundError(self.kind, ref)
 
     def resolve(self, ref: str) -> str:
@@ -376,6 +425,20 @@ class _Repository(Generic[R]):
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
         plan.log(*self._store._event(etype, kind, doc, data))
+
+
+def _stored_name(raw: Any) -> str | None:
+    """A stored container's ``Name``, or None when it cannot be read (nothing to check then)."""
+    try:
+        name = orjson.loads(raw).get("Name")
+    except (orjson.JSONDecodeError, AttributeError, TypeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
+def _bare_name(name: str) -> str:
+    """A stored ``Name`` without its leading ``/`` (how name keys spell it)."""
+    return name[1:] if name.startswith("/") else name
 
 
 def _fence(lease: Lease | None) -> Fence | None:
@@ -586,21 +649,24 @@ class Containers(_Repository[Container]):
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
         clauses = _filters.plan(q)
-        if clauses:
-            rev, groups = self._store._fetch([(KIND_CONTAINER, "ranges", clauses)])
-        else:
-            fld = _filters.scan_field(q)
-            if fld is None:
-                rev, groups = self._store._fetch(
-                    [(KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)])])
-            else:
-                ikey = self._keys.index(KIND_CONTAINER, fld)
-                members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1))
+        warnings: list[str] = []
+        fld = None if clauses else _filters.scan_field(q)
+        ids: list[str] | None = None
+        if fld is not None:
+            ikey = self._keys.index(KIND_CONTAINER, fld)
+            try:
+                members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1), ikey)
                 ids = [_indexes.member_id(_s(m)) for m in members
                        if _filters.member_matches(q, fld, _s(m))]
-                rev, groups = self._store._fetch([(KIND_CONTAINER, "ids", ids)])
+            except CorruptRecordError:  # the index, not a record: read every record instead
+                self._store._index_problem(ikey, self._store._wrong_type(ikey), warnings)
+        if ids is not None:
+            rev, groups = self._store._fetch([(KIND_CONTAINER, "ids", ids)], warnings)
+        else:
+            rev, groups = self._store._fetch(
+                [(KIND_CONTAINER, "ranges", clauses or [(_indexes.everything("id"),)])], warnings)
         recs, corrupt = self._store._decode_group(KIND_CONTAINER, groups[0])
-        return _finish_list(q, [c._d for c in recs], rev, corrupt, before, since)
+        return _finish_list(q, [c._d for c in recs], rev, corrupt, before, since, warnings)
 
 
 class Execs(_Repository[ExecConfig]):
@@ -654,7 +720,8 @@ class Execs(_Repository[ExecConfig]):
             plan = tx.plan(xkey, expected=0)
             self._write(plan, KIND_EXEC, None, xdoc)
             self._write(plan, KIND_CONTAINER, container._d, new_c)
-            plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs)
+            # the exec's entry is the commit's first; its container's update follows
+            plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs, 0)
             return plan
 
         result: ExecConfig = self._transact(body, _fence(lease))
@@ -694,7 +761,8 @@ class Execs(_Repository[ExecConfig]):
                         new_c = container.to_dict()
                         new_c["ExecIDs"] = [x for x in container.exec_ids if x != xid] or None
                         self._write(plan, KIND_CONTAINER, container._d, _next_version(new_c, container))
-                plan.finish = lambda revs: _with_revision(current, revs)
+                # the exec's entry is the commit's first; its container's update (if any) follows
+                plan.finish = lambda revs: _with_revision(current, revs, 0)
                 return plan
 
             return body
@@ -709,9 +777,12 @@ class Execs(_Repository[ExecConfig]):
         else:
             cid = self._store.containers.resolve(container)
             rng = (_indexes.exact("container", cid),)
-        rev, groups = self._store._fetch([(KIND_EXEC, "ranges", [rng])])
+        warnings: list[str] = []
+        rev, groups = self._store._fetch([(KIND_EXEC, "ranges", [rng])], warnings)
         recs, corrupt = self._store._decode_group(KIND_EXEC, groups[0])
-        return RecordList(recs, rev, corrupt)
+        if container is not None:  # the index over-approximates only when it was worked around
+            recs = [x for x in recs if x.container_id == cid]
+        return RecordList(recs, rev, corrupt, warnings)
 
 
 def _multi_host_client(spec: MultiHostURL) -> redis.Redis | redis.RedisCluster:
@@ -729,8 +800,13 @@ def _multi_host_client(spec: MultiHostURL) -> redis.Redis | redis.RedisCluster:
                               **spec.options)
 
 
-def _with_revision(rec: R, revisions: list[str]) -> R:
-    rec.revision = revisions[-1] if revisions else None
+def _with_revision(rec: R, revisions: list[str], entry: int = -1) -> R:
+    """Set ``rec.revision`` to the commit's change-log entry ``entry`` (default: its last).
+
+    A plan logs its records in the order it writes them, so a write that also
+    changes another record (an exec and its container) names its own entry.
+    """
+    rec.revision = revisions[entry] if revisions else None
     return rec
 
 
@@ -867,6 +943,9 @@ class Store:
         types: Iterable[str] | None = None,
         block: float = 1.0,
         reconnect_timeout: float | None = None,
+        start: str | None = None,
+        until: str | None = None,
+        on_connection: Callable[[bool, str], None] | None = None,
     ) -> Watch:
         """Events committed after revision ``since``, in commit order, each once (blocking iterator).
 
@@ -877,10 +956,37 @@ class Store:
         (container, exec), ``ids`` (record or container IDs), ``labels``
         (``key`` or ``key=value``, all must hold), ``types`` (create, update,
         delete).  A lost connection is re-established with backoff, for at most
-        ``reconnect_timeout`` seconds (None: indefinitely).
+        ``reconnect_timeout`` seconds (None: indefinitely); ``on_connection(connected,
+        reason)`` is called when it is lost and when it is back.  ``start`` (instead
+        of ``since``) starts at a position that need not be an entry (``"<ms>-0"``);
+        ``until`` ends the iteration past that revision.  See ``Watch``.
         """
         return Watch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, block=block,
-                     reconnect_timeout=reconnect_timeout)
+                     reconnect_timeout=reconnect_timeout, start=start, until=until,
+                     on_connection=on_connection)
+
+    def namespaces(self) -> dict[str, dict[str, int]]:
+        """Every namespace with keys in this Redis database, sorted by name, with its
+        record counts: ``{"prod": {"containers": 3, "execs": 1}}`` (counted by SCAN of
+        the record keys, so a broken index does not change them)."""
+        client = self.user_client if isinstance(self.user_client, redis.RedisCluster) else self.client
+
+        def scan() -> dict[str, dict[str, int]]:
+            found: dict[str, dict[str, int]] = {}
+            for raw in client.scan_iter(match=f"{PREFIX}:{{*}}:*", count=1000):
+                ns, sep, rest = _s(raw)[len(PREFIX) + 2:].partition("}:")
+                if not sep or not NAMESPACE_RE.fullmatch(ns):
+                    continue
+                counts = found.setdefault(ns, {"containers": 0, "execs": 0})
+                cat = rest.partition(":")[0]
+                if cat == "c":
+                    counts["containers"] += 1
+                elif cat == "x":
+                    counts["execs"] += 1
+            return dict(sorted(found.items()))
+
+        result: dict[str, dict[str, int]] = self._engine.read(scan)
+        return result
 
     def view(self) -> View:
         """A local, watch-fed copy of every record of the namespace (see ``View``)."""
@@ -960,34 +1066,83 @@ class Store:
         )
 
     def _fetch(
-        self, groups: list[tuple[str, str, Any]]
+        self, groups: list[tuple[str, str, Any]], warnings: list[str] | None = None,
     ) -> tuple[str | None, list[list[tuple[str, Any]]]]:
-        """Run fetch.lua: groups of (kind, 'ranges', clauses) or (kind, 'ids', ids)."""
+        """Run fetch.lua: groups of (kind, 'ranges', clauses) or (kind, 'ids', ids).
+
+        A broken index key never fails the read: the script uses another clause or
+        the id index instead, and a group it cannot enumerate at all is read by a
+        scan of the record keys (more round trips, only then).  Every index problem
+        worked around is logged (``statestore.index``) and added to ``warnings``.
+        """
         keys: list[str] = [self.keys.log]
+
+        def key_index(ikey: str) -> int:
+            if ikey not in keys:
+                keys.append(ikey)
+            return keys.index(ikey) + 1
+
         args: list[Any] = [len(groups)]
         for kind, mode, spec in groups:
             args += [self.keys.record_prefix(kind), mode]
             if mode == "ids":
                 args += [len(spec), *spec]
                 continue
-            args.append(len(spec))
+            args += [key_index(self.keys.index(kind, "id")), len(spec)]
             for clause in spec:
                 args.append(len(clause))
                 for rng in clause:
-                    ikey = self.keys.index(kind, rng.field)
-                    if ikey not in keys:
-                        keys.append(ikey)
-                    args += [keys.index(ikey) + 1, rng.min, rng.max]
+                    args += [key_index(self.keys.index(kind, rng.field)), rng.min, rng.max]
         reply = self._engine.read(functools.partial(self._fetch_script, self._engine.execute, keys, args))
         rev = _s(reply[0])
         out: list[list[tuple[str, Any]]] = []
+        rescan: list[int] = []
         i = 1
-        for _ in groups:
+        for g, _ in enumerate(groups):
             n = int(reply[i])
             i += 1
+            if n < 0:
+                rescan.append(g)
+                n = 0
             out.append([(_s(reply[i + 2 * k]), reply[i + 2 * k + 1]) for k in range(n)])
             i += 2 * n
+        for k in range(i, len(reply) - 1, 2):
+            self._index_problem(_s(reply[k]), _s(reply[k + 1]), warnings)
+        if rescan:
+            ids = {g: self._scan_ids(groups[g][0]) for g in rescan}
+            rescanned, again = self._fetch([(groups[g][0], "ids", ids[g]) for g in rescan])
+            rev = _WRONGTYPE if rescanned is None else rescanned
+            for g, pairs in zip(rescan, again, strict=True):
+                out[g] = pairs
         return (None if rev == _WRONGTYPE else rev), out
+
+    def _wrong_type(self, key: str) -> str:
+        """How an index key of the wrong type is described (fetch.lua's words)."""
+        rtype = _s(self._engine.read(lambda: self.client.type(key)))
+        return f"holds a {rtype}, not a sorted set"
+
+    def _scan_ids(self, kind: str) -> list[str]:
+        """Every record ID of ``kind``, by SCAN of the record keys (when no index can list them)."""
+        prefix = self.keys.record_prefix(kind)
+
+        def scan() -> list[str]:
+            found = {_s(k)[len(prefix):] for k in self.client.scan_iter(match=prefix + "*", count=1000)}
+            return sorted(found)
+
+        ids: list[str] = self._engine.read(scan)
+        return ids
+
+    def _index_problem(self, key: str, problem: str, warnings: list[str] | None = None) -> None:
+        """Log an index problem a read worked around (``statestore.index``) and add it to ``warnings``.
+
+        The same message is logged and added once per ``warnings`` list.
+        """
+        msg = f"index {key} {problem}; the read worked around it (run `statestore fsck --repair`)"
+        if warnings is not None:
+            if msg in warnings:
+                return
+            warnings.append(msg)
+        index_log.warning("%s", msg)
 
     def _decode_group(self, kind: str, pairs: list[tuple[str, Any]]) -> tuple[list[Any], list[CorruptRecordError]]:
         recs: list[Any] = []

@@ -214,7 +214,9 @@ def test_list_filters_and_snapshot(ns_store: Store) -> None:
     x = s.execs.create(ExecConfig.new("web-0", ["ls"]))
 
     snap = s.snapshot()
-    assert snap.revision == x.revision  # the newest change-log entry
+    # the newest change-log entry: the container's update, right after the exec's own (x.revision)
+    newest = s.client.xrevrange(s.keys.log, count=2)
+    assert (snap.revision, x.revision) == tuple(r.decode() for r, _ in newest)
     assert set(snap.containers) == {c.id for c in made}
     assert list(snap.execs) == [x.id]
     assert snap.get("web-3").status == "exited"

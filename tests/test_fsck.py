@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,8 +25,10 @@ import pytest
 import redis
 
 from statestore import Container, ExecConfig, FsckReport, Problem, Store
-from statestore._fsck import CODES, analyze, read_namespace, repair
+from statestore._fsck import CODES, analyze, read_namespace, redis_cli, repair
+from statestore.cli import main
 from tests.conftest import dump_namespace
+from tests.redisproc import RedisProcess
 
 SEP = "\x00"
 
@@ -97,6 +100,12 @@ def populate(store: Store) -> World:
 @pytest.fixture
 def w(store: Store) -> World:
     return populate(store)
+
+
+@pytest.fixture
+def cli(redis_proc: RedisProcess) -> str:
+    """How a manual action starts: redis-cli with the address of the server that was checked."""
+    return f"redis-cli -h {redis_proc.host} -p {redis_proc.port}"
 
 
 def doc_of(client: redis.Redis, key: str) -> dict[str, Any]:
@@ -209,14 +218,14 @@ def test_other_namespaces_are_not_read(store: Store, client: redis.Redis, w: Wor
 # --- the report ----------------------------------------------------------------------------------------
 
 
-def test_report_lines_summary_and_dict(store: Store, client: redis.Redis, w: World) -> None:
+def test_report_lines_summary_and_dict(store: Store, client: redis.Redis, w: World, cli: str) -> None:
     client.delete(w.name("web"))
     client.set(w.key("junk"), "1")
     report = store.fsck()
     lines = report.text().splitlines()
     assert lines[0] == (f"ERROR name-missing {w.name('web')} container {w.web.id} has no name key (repairable)")
     assert lines[1] == (f"WARNING orphan-key {w.key('junk')} a string the namespace's schema does not define "
-                        f"(not repairable: manual action: redis-cli TYPE '{w.key('junk')}')")
+                        f"(not repairable: manual action: {cli} TYPE '{w.key('junk')}')")
     assert lines[2].startswith(f"fsck ss:{{{w.ns}}}: 2 problem(s) (1 error(s), 1 warning(s)); 1 repairable, "
                                "1 not repairable; checked ")
     d = report.to_dict()
@@ -272,11 +281,11 @@ def test_name_key_holds_a_missing_container(store: Store, client: redis.Redis, w
     assert store.containers.get("web").id == w.web.id
 
 
-def test_name_key_of_wrong_type(store: Store, client: redis.Redis, w: World) -> None:
+def test_name_key_of_wrong_type(store: Store, client: redis.Redis, w: World, cli: str) -> None:
     client.delete(w.name("web"))
     client.hset(w.name("web"), "holder", w.web.id)
     fixed = roundtrip(store, client, [("name-wrongtype", w.name("web"))], manual=["name-wrongtype"])
-    assert fixed.problems[0].action == f"redis-cli TYPE '{w.name('web')}'"
+    assert fixed.problems[0].action == f"{cli} TYPE '{w.name('web')}'"
     assert client.type(w.name("web")) == b"hash"
 
 
@@ -427,13 +436,13 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize("garbage", sorted(GARBAGE))
-def test_corrupt_container_record(store: Store, client: redis.Redis, w: World, garbage: str) -> None:
+def test_corrupt_container_record(store: Store, client: redis.Redis, w: World, garbage: str, cli: str) -> None:
     """Reported, never repaired or deleted; its name key, index members and execs are left alone."""
     key = w.c(w.web.id)
     bad = GARBAGE[garbage](doc_of(client, key))
     client.set(key, bad)
     fixed = roundtrip(store, client, [("record-corrupt", key)], manual=["record-corrupt"])
-    assert fixed.problems[0].action == f"redis-cli GET '{key}'"
+    assert fixed.problems[0].action == f"{cli} GET '{key}'"
     assert client.get(key) == bad
 
 
@@ -780,3 +789,41 @@ def test_a_few_hundred_containers(store: Store, client: redis.Redis) -> None:
     assert sorted(store.fsck().codes()) == [("record-corrupt", f"ss:{{{ns}}}:c:{ids[5]}")]
     assert len(store.containers.list({"label": "k=v"}, all=True)) == 299
     assert len(store.containers.list()) == 100
+
+
+# --- manual actions name the server ----------------------------------------------------------------------
+
+
+def test_a_manual_action_reaches_the_server_that_was_checked(
+        redis_proc: RedisProcess, capsys: pytest.CaptureFixture[str]) -> None:
+    """The printed redis-cli command carries -h/-p/-n of the store's connection (here database 5)."""
+    client = redis_proc.client(db=5)
+    try:
+        ns = "fsck-db5"
+        store = Store(client, ns)
+        key = f"ss:{{{ns}}}:junk"
+        client.set(key, "1")
+        want = f"redis-cli -h {redis_proc.host} -p {redis_proc.port} -n 5 TYPE '{key}'"
+        assert store.fsck().problems[0].action == want
+        url = f"redis://{redis_proc.host}:{redis_proc.port}/5"
+        assert main(["--redis-url", url, "--namespace", ns, "fsck"]) == 1
+        assert f"manual action: {want}" in capsys.readouterr().out
+        store.close()
+    finally:
+        client.close()
+
+
+def test_redis_cli_options_come_from_the_connection_settings_never_the_password(tmp_path: Path) -> None:
+    plain = redis.Redis(host="db.example", port=6390, db=3, username="ops", password="s3cret")
+    assert redis_cli(plain) == "redis-cli -h db.example -p 6390 -n 3 --user ops --askpass"
+    tls = redis.Redis(host="db.example", port=6391, ssl=True, ssl_ca_certs=str(tmp_path / "ca.pem"),
+                      ssl_certfile=str(tmp_path / "c.pem"), ssl_keyfile=str(tmp_path / "c.key"))
+    assert redis_cli(tls) == (f"redis-cli -h db.example -p 6391 --tls --cacert {tmp_path / 'ca.pem'} "
+                              f"--cert {tmp_path / 'c.pem'} --key {tmp_path / 'c.key'}")
+    assert redis_cli(redis.Redis(host="h", ssl=True, ssl_cert_reqs="none")) == \
+        "redis-cli -h h -p 6379 --tls --insecure"
+    assert redis_cli(redis.Redis(unix_socket_path="/run/redis it.sock", db=1)) == \
+        "redis-cli -s '/run/redis it.sock' -n 1"
+    for c in (plain, tls):
+        assert "s3cret" not in redis_cli(c)
+        c.close()

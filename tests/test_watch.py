@@ -312,7 +312,7 @@ def test_a_plain_redis_pubsub_consumer_gets_the_documented_payload_for_every_com
     x1 = store.execs.create(ExecConfig.new(c.id, ["sh"]))
     store.execs.update(x1.id, lambda x: x.set_running(7))
     x2 = store.execs.create(ExecConfig.new(c.id, ["top"]))
-    store.execs.delete(x1.id)
+    x1_gone = store.execs.delete(x1.id)
     store.containers.update(db.id, bump("role", "primary"))
     store.containers.delete(c.id)  # takes x2 with it
     # commits that fail publish nothing (and log nothing)
@@ -350,8 +350,11 @@ def test_a_plain_redis_pubsub_consumer_gets_the_documented_payload_for_every_com
     assert expected[-1][1]["type"] == "delete" and expected[-1][1]["name"] == "web-1"
     assert expected[-1][1]["status"] == "running" and expected[-1][1]["version"] == 7
     assert [p["seq"] for _, p in expected] == list(range(1, 16))
-    # an exec create's revision is one of its commit's two entries (the exec's, then its container's)
-    assert x2.revision in (expected[8][1]["revision"], expected[9][1]["revision"])
+    # an exec write's commit logs two entries (the exec's, then its container's); it returns the exec's
+    assert (expected[8][1]["kind"], expected[8][1]["id"]) == ("exec", x2.id)
+    assert x2.revision == expected[8][1]["revision"] != expected[9][1]["revision"]
+    assert (expected[10][1]["type"], expected[10][1]["id"]) == ("delete", x1.id)
+    assert x1_gone.revision == expected[10][1]["revision"] != expected[11][1]["revision"]
     for ps in (everything, execs_only, one_record):
         ps.close()
     sub.close()
@@ -452,8 +455,8 @@ def test_events_carry_the_commit_and_the_record(big_store: Store) -> None:
         ("container", "update", 3), ("exec", "delete", 1), ("container", "delete", 3)]
     assert [e.seq for e in evs] == list(range(1, 7))
     assert evs[0].revision == c.revision
-    # one commit, two consecutive entries: the exec's, then its container's; the write returns one of them
-    assert x.revision in (evs[2].revision, evs[3].revision)
+    # one commit, two consecutive entries: the exec's, then its container's; the write returns the exec's
+    assert x.revision == evs[2].revision != evs[3].revision
     assert evs[3].seq == evs[2].seq + 1 and evs[3].id == c.id
     assert evs[5].revision == gone.revision
     assert isinstance(evs[0].record, Container) and evs[0].record.to_dict() == c.to_dict()
