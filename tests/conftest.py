@@ -17,11 +17,8 @@ _ns_counter = itertools.count()
 @pytest.fixture(scope="session")
 def redis_proc() -> Iterator[RedisProcess]:
     """The suite's private redis-server (never the machine's shared one)."""
-    proc = RedisProcess().start()
-    try:
+    with RedisProcess().start() as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 @pytest.fixture

@@ -151,11 +151,8 @@ def _acl_log(admin: redis.Redis, user: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def acl_server() -> Iterator[RedisProcess]:
-    proc = RedisProcess().start()
-    try:
+    with RedisProcess().start() as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 @pytest.fixture

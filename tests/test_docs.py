@@ -151,11 +151,8 @@ def _output_after(block: Block) -> Block | None:
 # --- the environment --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def doc_redis() -> Iterator[RedisProcess]:
-    proc = RedisProcess().start()
-    try:
+    with RedisProcess().start() as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 @pytest.fixture

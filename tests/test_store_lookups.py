@@ -76,11 +76,8 @@ def test_unique_id_prefix_of_every_length(store: Store) -> None:
 @pytest.fixture(scope="module")
 def private_redis() -> Iterator[RedisProcess]:
     """A server of this module's own, so command statistics see only this module's calls."""
-    proc = RedisProcess().start()
-    try:
+    with RedisProcess().start() as proc:
         yield proc
-    finally:
-        proc.cleanup()
 
 
 def test_prefix_lookup_reads_the_id_index_not_every_record(private_redis: RedisProcess) -> None:
