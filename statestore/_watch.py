@@ -25,7 +25,13 @@ the same script, but pub/sub drops messages while a subscriber is away, so
 * A dropped connection is re-established with capped, jittered backoff and
   the read resumes from the last processed revision.  The watcher's client
   has redis-py's retries off, so a blocking read is never silently re-sent
-  with the wrong position (see docs/design.md).
+  with the wrong position (see docs/design.md).  ``connected`` and the
+  ``on_connection`` callback tell the caller when the connection was lost
+  and when it is back (once per change).
+* ``start`` is a position that need not be an entry (``"<ms>-0"``: from a
+  time on): the watch starts after the last entry before it.  ``until`` ends
+  the iteration at the first entry past it, or once the server's clock has
+  passed it (``TIME``, asked after a read that found nothing).
 
 Filters (kinds, ids, labels, types) are applied after those checks: filtered
 events still advance the position, they are only not yielded.
@@ -38,7 +44,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,6 +166,9 @@ class Watch(Iterator[Event]):
         block: float = 1.0,
         batch: int = 500,
         reconnect_timeout: float | None = None,
+        start: str | None = None,
+        until: str | None = None,
+        on_connection: Callable[[bool, str], None] | None = None,
     ) -> None:
         self._store = store
         self._kinds = _choice("kinds", kinds, (KIND_CONTAINER, KIND_EXEC))
@@ -183,7 +192,24 @@ class Watch(Iterator[Event]):
         self._closed = threading.Event()
         if since is not None:
             parse_revision(since)
+        if start is not None:
+            parse_revision(start)
+            if since is not None:
+                raise InvalidArgumentError("give since or start, not both")
+        if until is not None:
+            parse_revision(until)
+            low = since if since is not None else start
+            if low is not None and revision_key(until) < revision_key(low):
+                raise InvalidArgumentError(f"until ({until}) is before {'since' if since else 'start'} ({low})")
+        if on_connection is not None and not callable(on_connection):
+            raise InvalidArgumentError("on_connection must be callable")
         self._since_arg = since
+        self._start_arg = start
+        self._until = None if until is None else revision_key(until)
+        self._on_connection = on_connection
+        #: False from a lost connection until a command succeeds again
+        self.connected = True
+        self._ended = False
         self.revision: str | None = None
         self._seq: int | None = None
         self._started = False
@@ -191,6 +217,11 @@ class Watch(Iterator[Event]):
     # --- position --------------------------------------------------------------------
     def _start(self) -> None:
         since = self._since_arg
+        if self._start_arg is not None:
+            since = self._position_before(self._start_arg)
+            if since is None:  # just before the oldest entry, set by _position_before
+                self._started = True
+                return
         if since is None:
             # "from now": the newest entry is the position
             last = self._call(lambda: self._client.xrevrange(self._log, "+", "-", count=1))
@@ -215,6 +246,28 @@ class Watch(Iterator[Event]):
             self.revision, self._seq = since, _seq_of(entry[0][1])
         self._started = True
 
+    def _position_before(self, start: str) -> str | None:
+        """The newest entry before ``start`` ("0-0" if none); HistoryTrimmedError if
+        entries that may have been at or after ``start`` were trimmed.  None when ``start``
+        is the oldest entry left: the position is then set just before it."""
+        if revision_key(start) == (0, 0):
+            return "0-0"
+        before = self._call(lambda: self._client.xrevrange(self._log, f"({start}", "-", count=1))
+        if before:
+            return _s(before[0][0])
+        first = self._call(lambda: self._client.xrange(self._log, "-", "+", count=1))
+        first_seq = _seq_of(first[0][1]) if first else None
+        if first and first_seq is not None and first_seq > 1:
+            first_id = _s(first[0][0])
+            if first_id != start:
+                # entries before the first one were trimmed: some may have been after ``start``
+                raise HistoryTrimmedError(start, first_id)
+            ms, n = revision_key(first_id)  # all trimmed entries were before it: start just before
+            self.revision = f"{ms}-{n - 1}" if n else f"{ms - 1}-{2**64 - 1}"
+            self._seq = first_seq - 1
+            return None
+        return "0-0"
+
     def _first_available(self) -> str | None:
         first = self._call(lambda: self._client.xrange(self._log, "-", "+", count=1))
         return _s(first[0][0]) if first else None
@@ -227,10 +280,15 @@ class Watch(Iterator[Event]):
         if not self._started:
             self._start()
         while not self._buffer:
-            if self._closed.is_set():
+            if self._closed.is_set() or self._ended:
                 raise StopIteration
             self._fill()
         return self._buffer.pop(0)
+
+    @property
+    def ended(self) -> bool:
+        """Whether ``until`` was reached: nothing more will be yielded."""
+        return self._ended
 
     def poll(self, timeout: float = 0.0) -> list[Event]:
         """Events available within ``timeout`` seconds (non-blocking with 0), possibly none."""
@@ -241,7 +299,7 @@ class Watch(Iterator[Event]):
         deadline = time.monotonic() + timeout
         if not self._buffer:
             self._fill(None)  # what is there already, without blocking
-        while not self._buffer and not self._closed.is_set():
+        while not self._buffer and not self._closed.is_set() and not self._ended:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -251,11 +309,17 @@ class Watch(Iterator[Event]):
         return out
 
     def _fill(self, block_ms: int | None = -1) -> None:
+        if self._ended:
+            return
         block = self._block_ms if block_ms == -1 else block_ms
         assert self.revision is not None
         rev = self.revision
         reply = self._call(lambda: self._client.xread({self._log: rev}, count=self._batch, block=block))
         if not reply:
+            if self._until is not None and not self._closed.is_set():
+                now = self._call(self._client.time)
+                if now and int(now[0]) * 1000 + int(now[1]) // 1000 > self._until[0]:
+                    self._ended = True  # the server's clock passed ``until``: nothing more can come
             return
         if isinstance(reply, dict):  # RESP3: {stream: [entries]}
             entries = next(iter(reply.values()))
@@ -264,7 +328,11 @@ class Watch(Iterator[Event]):
         else:
             entries = reply[0][1]
         for entry_id, fields in entries:
-            self._accept(_s(entry_id), fields)
+            eid = _s(entry_id)
+            if self._until is not None and revision_key(eid) > self._until:
+                self._ended = True
+                return
+            self._accept(eid, fields)
 
     def _accept(self, entry_id: str, fields: dict[Any, Any]) -> None:
         seq = _seq_of(fields)
@@ -328,7 +396,7 @@ class Watch(Iterator[Event]):
         attempt = 0
         while True:
             try:
-                return fn()
+                result = fn()
             except _AUTH as exc:
                 raise translate(exc, self._log) from None
             except _TRANSIENT as exc:
@@ -342,6 +410,9 @@ class Watch(Iterator[Event]):
                     ) from None
                 delay = min(1.0, 0.01 * 2 ** min(attempt, 7)) * (0.5 + random.random() / 2)
                 log.info("watch: Redis connection lost (%s); retrying in %.3fs", exc, delay)
+                if self.connected:
+                    self.connected = False
+                    self._notify(False, str(exc) or type(exc).__name__)
                 self._closed.wait(delay)
             except rex.RedisError as exc:
                 raise translate(exc, self._log) from None
@@ -350,6 +421,19 @@ class Watch(Iterator[Event]):
                 if self._closed.is_set():
                     return []
                 raise
+            else:
+                if not self.connected:
+                    self.connected = True
+                    self._notify(True, "")
+                return result
+
+    def _notify(self, connected: bool, reason: str) -> None:
+        if self._on_connection is None:
+            return
+        try:
+            self._on_connection(connected, reason)
+        except Exception:  # a caller's callback must not break the watch
+            log.warning("watch: on_connection callback failed", exc_info=True)
 
     def close(self) -> None:
         self._closed.set()

@@ -30,7 +30,7 @@ from statestore import Container, ExecConfig, Store
 from tests.redisproc import RedisProcess, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ("ps", "inspect", "events", "locks", "fsck", "daemon", "demo")
+SUBCOMMANDS = ("ps", "inspect", "events", "namespaces", "locks", "fsck", "daemon", "demo")
 PS_HEADER = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
 LOCKS_HEADER = ["CONTAINER ID", "NAME", "REPLICA", "HOST", "PID", "TOKEN", "AGE", "TTL LEFT"]
 PS_JSON_FIELDS = {"ID", "Names", "Image", "Command", "CreatedAt", "State", "Status", "Ports", "Labels",
@@ -201,20 +201,37 @@ def test_every_subcommand_has_help(cmd: str) -> None:
     assert out.startswith(f"usage: statestore {cmd}")
 
 
-def test_unknown_subcommand_is_a_usage_error() -> None:
+def test_version() -> None:
+    from statestore import __version__
+
+    assert ok(run_cli("--version")) == f"statestore version {__version__}\n"
+
+
+def test_unknown_subcommand_is_an_error_like_docker() -> None:
     res = run_cli("frobnicate")
-    assert res.returncode == 2
-    assert res.stdout == ""
-    assert res.stderr.startswith("usage: statestore")
-    assert "invalid choice: 'frobnicate'" in res.stderr
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == ("statestore: unknown command: statestore frobnicate\n\n"
+                          "Run 'statestore --help' for more information\n")
+
+
+@pytest.mark.parametrize(("argv", "code", "first_line"), [
+    (["ps", "--bogus"], 125, "unknown flag: --bogus"),
+    (["ps", "--bogus=1"], 125, "unknown flag: --bogus"),
+    (["ps", "-n", "x"], 125, 'invalid argument "x" for "-n, --last" flag: not a valid int'),
+    (["ps", "--format"], 125, "flag needs an argument: --format"),
+    (["events", "--format", "yaml"], 125, 'invalid argument "yaml" for "--format" flag: '),
+    (["ps", "extra"], 1, "statestore: 'statestore ps' accepts no arguments"),
+    (["inspect"], 1, "statestore: 'statestore inspect' requires at least 1 argument"),
+    ([], 125, "'statestore' requires a command"),
+])
+def test_usage_errors_exit_as_docker(argv: list[str], code: int, first_line: str) -> None:
+    res = run_cli(*argv)
+    assert (res.returncode, res.stdout) == (code, ""), res.stderr
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith(first_line), res.stderr
+    assert lines[1] == "" and lines[2].startswith("Usage:  statestore") and lines[3] == ""
+    assert lines[4] == f"Run '{' '.join(['statestore', *argv[:1]])} --help' for more information"
     assert "Traceback" not in res.stderr
-
-
-def test_missing_subcommand_and_bad_option_are_usage_errors() -> None:
-    for argv in ([], ["ps", "--bogus"], ["ps", "-n", "x"], ["ps", "--format", "yaml"], ["inspect"]):
-        res = run_cli(*argv)
-        assert res.returncode == 2, (argv, res.stderr)
-        assert "usage: statestore" in res.stderr and "Traceback" not in res.stderr, argv
 
 
 # --- ps -------------------------------------------------------------------------------------------
@@ -262,10 +279,81 @@ def test_ps_health_starting_reads_like_docker(cli: Cli, store: Store) -> None:
 
 
 def test_ps_empty_namespace_prints_only_the_header(cli: Cli) -> None:
-    out = ok(cli("ps", "-a"))
-    assert out.splitlines() == ["   ".join(PS_HEADER)]
+    res = cli("ps", "-a")
+    # docker's tabwriter: columns padded to at least 10 characters
+    assert ok(res) == "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES\n"
     assert ok(cli("ps", "-q")) == ""
     assert ok(cli("ps", "--format", "json")) == ""
+
+
+def test_ps_hints_at_a_namespace_that_holds_nothing(redis_proc: RedisProcess, namespace: str,
+                                                    store: Store) -> None:
+    store.containers.create(Container.new("alpine", name="here"))
+    res = run_cli("--redis-url", redis_proc.url, "--namespace", namespace + "-typo", "ps", "-a")
+    assert ok(res).splitlines()[1:] == []
+    (hint,) = res.stderr.splitlines()
+    assert hint.startswith(f"Hint: namespace '{namespace}-typo' holds no containers; "
+                           "namespaces with containers here: "), hint
+    assert namespace in hint and "statestore namespaces" in hint
+    # a namespace with containers, none running: no hint
+    res = run_cli("--redis-url", redis_proc.url, "--namespace", namespace, "ps")
+    assert ok(res).count("\n") == 1 and res.stderr == ""
+
+
+def test_namespaces_lists_each_with_its_counts(redis_proc: RedisProcess, namespace: str, store: Store,
+                                              client: redis.Redis) -> None:
+    store.containers.create(Container.new("alpine", name="one"))
+    store.containers.update("one", lambda c: c.state.set_running(pid=1))
+    store.containers.create(Container.new("alpine", name="two"))
+    store.execs.create(ExecConfig.new("one", ["date"]))
+    other = Store(client, namespace=namespace + "-b")
+    other.containers.create(Container.new("alpine", name="three"))
+    other.containers.delete("three")  # only its change log is left: an existing, empty namespace
+    base = ["--redis-url", redis_proc.url]
+    titles, rows = parse_table(ok(run_cli(*base, "namespaces")))
+    assert titles == ["NAMESPACE", "CONTAINERS", "EXECS"]
+    mine = {r["NAMESPACE"]: (r["CONTAINERS"], r["EXECS"]) for r in rows}
+    assert mine[namespace] == ("2", "1") and mine[namespace + "-b"] == ("0", "0")
+    assert [r["NAMESPACE"] for r in rows] == sorted(r["NAMESPACE"] for r in rows)
+    docs = {d["namespace"]: d for d in json_lines(ok(run_cli(*base, "namespaces", "--format", "json")))}
+    assert docs[namespace] == {"namespace": namespace, "containers": 2, "execs": 1}
+    assert namespace in ok(run_cli(*base, "namespaces", "-q")).splitlines()
+
+
+def test_ps_go_template_formats(cli: Cli, fleet: dict[str, Any]) -> None:
+    out = ok(cli("ps", "-a", "--format", r"{{.ID}}\t{{.Names}}"))
+    assert out.splitlines() == [f"{fleet[n].id[:12]}\t{n}" for n in ORDER_ALL]
+    out = ok(cli("ps", "--format", '{{.Names}} {{.State}} {{.Label "app"}}', "--filter", "name=web"))
+    assert out == "web running shop\n"
+    titles, rows = parse_table(ok(cli("ps", "-a", "--format", r"table {{.Names}}\t{{.Status}}\t{{.Labels}}")))
+    assert titles == ["NAMES", "STATUS", "LABELS"]
+    assert {r["NAMES"]: r["STATUS"] for r in rows} == EXPECTED_STATUS
+    assert ok(cli("ps", "-a", "--format", "table")) == ok(cli("ps", "-a"))
+    res = cli("ps", "-q", "--format", "{{.Names}}")  # -q wins, with docker's warning
+    assert ok(res) == ok(cli("ps", "-q"))
+    assert res.stderr == "WARNING: Ignoring custom format, because both --format and --quiet are set.\n"
+
+
+def test_ps_unknown_placeholder_is_a_template_error(cli: Cli, fleet: dict[str, Any]) -> None:
+    line = one_line_error(cli("ps", "--format", "{{.Foo}}"))
+    assert line == ('Error: failed to execute template: template: :1:2: executing "" at <.Foo>: '
+                    "can't evaluate field Foo in type *formatter.ContainerContext")
+    line = one_line_error(cli("ps", "--format", "{{.Names"))
+    assert line == "Error: failed to parse template: template: :1: unclosed action"
+
+
+def test_ps_latest(cli: Cli, fleet: dict[str, Any]) -> None:
+    assert ok(cli("ps", "-l", "--format", "{{.Names}}")) == "gone\n"  # the newest, whatever its state
+    assert ok(cli("ps", "--latest", "-q")) == fleet["gone"].id[:12] + "\n"
+
+
+def test_inspect_format(cli: Cli, fleet: dict[str, Any]) -> None:
+    assert ok(cli("inspect", "--format", "{{.State.Status}}", "web", "job")) == "running\ncreated\n"
+    out = ok(cli("inspect", "-f", "{{.Name}} {{json .Config.Labels}} {{.State.Pid}} {{.Nope}}", "web"))
+    assert out == '/web {"app":"shop","tier":"front"} ' + str(fleet["web"].state.pid) + " <no value>\n"
+    res = cli("inspect", "-f", "{{.Id}}", "web", "nosuch")
+    assert res.returncode == 1 and res.stdout == fleet["web"].id + "\n"
+    assert res.stderr == "Error: No such container: nosuch\n"
 
 
 def test_ps_quiet(cli: Cli, fleet: dict[str, Any]) -> None:
@@ -655,9 +743,9 @@ def test_events_since_a_revision(events_proc: Callable[..., EventsProc], store: 
     assert lines
 
 
-def test_events_unknown_container_filter_is_an_error(cli: Cli, store: Store) -> None:
-    line = one_line_error(cli("events", "--filter", "container=nosuch", timeout=30))
-    assert line == "Error: No such container: nosuch"
+def test_events_container_filter_accepts_a_name_that_does_not_exist_yet(cli: Cli, store: Store) -> None:
+    res = cli("events", "--filter", "container=nosuch", "--until", "1s", timeout=30)
+    assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
 
 
 # --- locks --------------------------------------------------------------------------------------------
