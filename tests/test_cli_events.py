@@ -255,13 +255,15 @@ def test_events_until_reached_while_following_ends_the_stream(store: Store, even
 @pytest.mark.parametrize("form", ["unix", "unix-fraction", "rfc3339", "duration"])
 def test_events_since_a_time(store: Store, events: Callable[..., Proc], form: str) -> None:
     store.containers.create(Container.new("alpine", name="old"))
-    time.sleep(1.1)
+    # a duration counts back from when the CLI starts, in whole seconds as docker: "2s" lands
+    # after "old" (3.2 s before "new") and at or before "new" however slowly the process starts, up to 2 s
+    time.sleep(3.2 if form == "duration" else 1.1)
     t = time.time()
     new = store.containers.create(Container.new("alpine", name="new"))
     value = {
         "unix": str(int(t)), "unix-fraction": f"{t - 0.05:.3f}",
         "rfc3339": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t))),
-        "duration": "1s",
+        "duration": "2s",
     }[form]
     p = events("--since", value, "--until", f"{time.time() + 0.01:.3f}", "--format", "json")
     assert p.wait_exit() == 0
