@@ -102,6 +102,7 @@ COUNTER_LABEL = "statestore.actions"
 ACTIONS = ("create", "start", "stop", "restart", "pause", "unpause", "kill", "rename", "remove", "exec")
 RESULTS_MAXLEN = 100_000
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+EXIT_USAGE = 125  # a bad option, as the rest of the CLI (and docker)
 _REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
@@ -879,7 +880,7 @@ def run(args: argparse.Namespace) -> int:
     replica_id = str(args.replica_id)
     if not _REPLICA_ID_RE.fullmatch(replica_id):
         sys.stderr.write(f"Error: invalid replica id {replica_id!r}: letters, digits and _ . : @ - only\n")
-        return 2
+        return EXIT_USAGE
     _setup_logging(replica_id, bool(getattr(args, "verbose", False)))
     opts = Options(replica_id=replica_id, lock_ttl=args.lock_ttl, lock_timeout=args.lock_timeout,
                    claim_idle=args.claim_idle, max_inflight=args.max_inflight, exit_after=args.exit_after,
@@ -888,7 +889,7 @@ def run(args: argparse.Namespace) -> int:
     if opts.claim_idle_s <= opts.lock_ttl:
         sys.stderr.write("Error: --claim-idle must be longer than --lock-ttl (a dead replica's lock must have "
                          "expired before its work is taken over)\n")
-        return 2
+        return EXIT_USAGE
     url = getattr(args, "redis_url", None) or os.environ.get("STATESTORE_REDIS_URL") or DEFAULT_URL
     runtime = Runtime(args.latency_ms, args.hang, args.fail)
     try:
@@ -897,7 +898,7 @@ def run(args: argparse.Namespace) -> int:
                                durability_timeout=args.durability_timeout)
     except StateStoreError as exc:
         sys.stderr.write(f"Error: {exc}\n")
-        return 2
+        return 1
     try:
         store.ping()
         replica = Replica(store, opts, runtime)
