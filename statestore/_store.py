@@ -424,7 +424,7 @@ class _Repository(Generic[R]):
         doc = new if new is not None else old
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
-        plan.log(*self._store._event(etype, kind, doc, data))
+        plan.log(*self._store._event(etype, kind, doc, data, old if etype == "update" else None))
 
 
 def _stored_name(raw: Any) -> str | None:
@@ -941,6 +941,8 @@ class Store:
         ids: Iterable[str] | None = None,
         labels: Iterable[str] | None = None,
         types: Iterable[str] | None = None,
+        names: Iterable[str] | None = None,
+        progress: float | None = None,
         block: float = 1.0,
         reconnect_timeout: float | None = None,
         start: str | None = None,
@@ -954,14 +956,22 @@ class Store:
         ``since`` (relist with ``snapshot()`` and watch from its revision),
         LogRegressionError when the log went backwards.  Filters: ``kinds``
         (container, exec), ``ids`` (record or container IDs), ``labels``
-        (``key`` or ``key=value``, all must hold), ``types`` (create, update,
-        delete).  A lost connection is re-established with backoff, for at most
+        (``key`` or ``key=value``, all must hold), ``names`` (docker events'
+        ``container=``: a container's ID or name, exactly or as a prefix; an exec's
+        event goes by its container), ``types`` (create, update, delete, enter,
+        leave).  With ``labels`` or ``names``, an update that makes a container stop
+        matching is yielded as ``leave``, one that makes it start as ``enter``.
+        ``progress=seconds`` yields ``progress`` marks (a position, no record) when
+        filtered-out entries moved the position and nothing was yielded for that
+        long, so a quiet filtered watch's resume point stays in the log.  A lost
+        connection is re-established with backoff, for at most
         ``reconnect_timeout`` seconds (None: indefinitely); ``on_connection(connected,
         reason)`` is called when it is lost and when it is back.  ``start`` (instead
         of ``since``) starts at a position that need not be an entry (``"<ms>-0"``);
         ``until`` ends the iteration past that revision.  See ``Watch``.
         """
-        return Watch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, block=block,
+        return Watch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, names=names,
+                     progress=progress, block=block,
                      reconnect_timeout=reconnect_timeout, start=start, until=until,
                      on_connection=on_connection)
 
@@ -1037,10 +1047,14 @@ class Store:
         return run_fsck(self, repair)
 
     # --- internals shared by the repositories -----------------------------------------
-    def _event(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None) -> tuple[Any, ...]:
+    def _event(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None,
+               old: dict[str, Any] | None = None) -> tuple[Any, ...]:
         """The plan op that logs and publishes one record change (see apply.lua's EVENT).
 
-        ``data`` is the record's encoding when the commit already has it.
+        ``data`` is the record's encoding when the commit already has it.  ``old`` is
+        the document before an update: when the update changes a container's name or
+        labels, the entry carries ``prev`` (the name and labels before), which watch
+        selectors need to tell a record leaving or entering them (docs/schema.md).
         """
         if kind == KIND_CONTAINER:
             rid, name = doc["Id"], doc["Name"][1:]
@@ -1057,11 +1071,16 @@ class Store:
         payload = orjson.dumps({"namespace": self.namespace, "type": etype, "kind": kind, "id": rid,
                                 "name": name, "container": container, "version": version,
                                 "status": status, **extra})
+        prev: tuple[Any, ...] = ()
+        if old is not None and kind == KIND_CONTAINER:
+            old_labels = (old.get("Config") or {}).get("Labels") or {}
+            if old["Name"][1:] != name or old_labels != extra["labels"]:
+                prev = ("prev", orjson.dumps({"name": old["Name"][1:], "labels": old_labels}))
         return (
             "EVENT", self.keys.log, self.keys.log_seq, self.changelog_maxlen,
             self.keys.channel(kind, rid), payload[:-1] + b",",
             "type", etype, "kind", kind, "id", rid, "name", name, "container", container,
-            "version", version, "status", status,
+            "version", version, "status", status, *prev,
             "record", data if data is not None else orjson.dumps(doc),
         )
 

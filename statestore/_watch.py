@@ -33,8 +33,28 @@ the same script, but pub/sub drops messages while a subscriber is away, so
   the iteration at the first entry past it, or once the server's clock has
   passed it (``TIME``, asked after a read that found nothing).
 
-Filters (kinds, ids, labels, types) are applied after those checks: filtered
-events still advance the position, they are only not yielded.
+Filters (kinds, ids, labels, names, types) are applied after those checks:
+filtered events still advance the position, they are only not yielded.
+
+Selectors (labels, names) make a watch report a record's way in and out:
+an update that makes a container stop matching is yielded as ``leave``, one
+that makes it start matching as ``enter`` (Kubernetes' watch cache sends a
+DELETED and an ADDED for the same).  Whether the record matched before the
+update is read from the entry itself: an update that changes a container's
+name or labels carries ``prev``, the name and labels before it, so a watch
+resumed from an old revision, which never saw the earlier state, decides
+exactly; an update without ``prev`` changed neither.  Entries written by a
+statestore from before ``prev`` never carry it: for those the watch falls back
+to what it saw (a record it saw matching and that no longer matches leaves;
+an entry into the selector is yielded as a plain ``update``).
+
+Progress marks (``progress=seconds``) keep a filtered watch's resume point
+fresh: when entries the filters dropped moved the position and nothing was
+yielded for that long, the watch yields a ``progress`` event carrying only
+the position (``revision``, ``seq``), like a Kubernetes bookmark.  Resuming
+from it skips only entries this watch would not have yielded, so a consumer
+that saves every revision it is given resumes after a quiet hour without
+``HistoryTrimmedError`` while the log still holds that entry.
 """
 
 from __future__ import annotations
@@ -45,9 +65,10 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import redis
 import redis.exceptions as rex
 from redis.backoff import NoBackoff
@@ -62,6 +83,7 @@ from ._errors import (
     HistoryTrimmedError,
     InvalidArgumentError,
     LogRegressionError,
+    StateStoreError,
     StoreUnavailableError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC
@@ -73,6 +95,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("statestore.watch")
 
 EVENT_TYPES = ("create", "update", "delete")
+#: what a watch with a label or name selector yields when an update moves a record
+#: into or out of it (a record that left is not deleted)
+SELECTOR_TYPES = ("enter", "leave")
+#: the type of a progress mark: only a position (``revision``, ``seq``), no record
+PROGRESS = "progress"
 # what a reconnect can fix: the commit engine's transient errors (lost connections,
 # LOADING after a restart, READONLY after a failover, cluster redirections) and OSError
 _TRANSIENT = (*_ENGINE_TRANSIENT, OSError)
@@ -101,7 +128,7 @@ def revision_key(rev: str) -> tuple[int, int]:
 class Event:
     """One committed change of one record, as the change log holds it."""
 
-    type: str            # create | update | delete
+    type: str            # create | update | delete; enter | leave (selectors); progress (marks)
     kind: str            # container | exec
     id: str
     name: str            # container name ("" for execs)
@@ -112,6 +139,8 @@ class Event:
     seq: int             # position in the log: consecutive across the namespace
     record: Container | ExecConfig | None  # the record after the change (before it, for a delete)
     raw: bytes = b""     # the record's stored JSON, as logged
+    #: the name and labels before an update that changed them (the entry's ``prev``), else None
+    previous: tuple[str, dict[str, str]] | None = None
 
     @property
     def labels(self) -> dict[str, str]:
@@ -163,6 +192,8 @@ class Watch(Iterator[Event]):
         ids: Iterable[str] | None = None,
         labels: Iterable[str] | None = None,
         types: Iterable[str] | None = None,
+        names: Iterable[str] | None = None,
+        progress: float | None = None,
         block: float = 1.0,
         batch: int = 500,
         reconnect_timeout: float | None = None,
@@ -172,9 +203,20 @@ class Watch(Iterator[Event]):
     ) -> None:
         self._store = store
         self._kinds = _choice("kinds", kinds, (KIND_CONTAINER, KIND_EXEC))
-        self._types = _choice("types", types, EVENT_TYPES)
+        self._types = _choice("types", types, EVENT_TYPES + SELECTOR_TYPES)
         self._ids = None if ids is None else frozenset(_ids(ids))
         self._labels = _label_matcher(labels)
+        self._names = None if names is None else tuple(_refs(names))
+        if progress is not None and (isinstance(progress, bool) or not isinstance(progress, int | float)
+                                     or not 0 <= progress < math.inf):
+            raise InvalidArgumentError("progress must be a non-negative number of seconds (or None: no marks)")
+        self._progress = progress
+        #: records that matched the selectors when last seen (the fallback for entries without prev)
+        self._inside: set[str] = set()
+        #: container names, learned from the entries read (for a name selector on exec events)
+        self._container_names: dict[str, str] = {}
+        self._reported = ""  # the position the consumer was last given (an event or a mark)
+        self._reported_at = time.monotonic()
         if isinstance(block, bool) or not isinstance(block, int | float) or not 0 < block <= 60:
             raise InvalidArgumentError("block must be a number of seconds in (0, 60]")
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -220,7 +262,7 @@ class Watch(Iterator[Event]):
         if self._start_arg is not None:
             since = self._position_before(self._start_arg)
             if since is None:  # just before the oldest entry, set by _position_before
-                self._started = True
+                self._begun()
                 return
         if since is None:
             # "from now": the newest entry is the position
@@ -244,7 +286,11 @@ class Watch(Iterator[Event]):
                 # relist, as after a regression (a made-up revision lands here too)
                 raise LogRegressionError(since, last_id or "0-0", None, None)
             self.revision, self._seq = since, _seq_of(entry[0][1])
+        self._begun()
+
+    def _begun(self) -> None:
         self._started = True
+        self._reported = self.revision or ""  # the consumer knows where it started
 
     def _position_before(self, start: str) -> str | None:
         """The newest entry before ``start`` ("0-0" if none); HistoryTrimmedError if
@@ -283,7 +329,11 @@ class Watch(Iterator[Event]):
             if self._closed.is_set() or self._ended:
                 raise StopIteration
             self._fill()
-        return self._buffer.pop(0)
+        return self._given(self._buffer.pop(0))
+
+    def _given(self, ev: Event) -> Event:
+        self._reported, self._reported_at = ev.revision, time.monotonic()
+        return ev
 
     @property
     def ended(self) -> bool:
@@ -306,6 +356,8 @@ class Watch(Iterator[Event]):
             # XREAD BLOCK 0 would wait forever: never ask for less than 1 ms
             self._fill(max(1, min(self._block_ms, math.ceil(left * 1000))))
         out, self._buffer = self._buffer, []
+        if out:
+            self._given(out[-1])
         return out
 
     def _fill(self, block_ms: int | None = -1) -> None:
@@ -320,6 +372,7 @@ class Watch(Iterator[Event]):
                 now = self._call(self._client.time)
                 if now and int(now[0]) * 1000 + int(now[1]) // 1000 > self._until[0]:
                     self._ended = True  # the server's clock passed ``until``: nothing more can come
+            self._mark()
             return
         if isinstance(reply, dict):  # RESP3: {stream: [entries]}
             entries = next(iter(reply.values()))
@@ -331,8 +384,21 @@ class Watch(Iterator[Event]):
             eid = _s(entry_id)
             if self._until is not None and revision_key(eid) > self._until:
                 self._ended = True
-                return
+                break
             self._accept(eid, fields)
+        self._mark()
+
+    def _mark(self) -> None:
+        """Buffer a progress mark if marks are on, nothing is waiting to be yielded, the
+        position moved past what the consumer was given, and the interval has passed."""
+        if (self._progress is None or self._buffer or self.revision is None
+                or self.revision == self._reported or self._closed.is_set()):
+            return
+        if time.monotonic() - self._reported_at < self._progress:
+            return
+        self._buffer.append(Event(type=PROGRESS, kind="", id="", name="", container_id="", version=0,
+                                  status="", revision=self.revision,
+                                  seq=self._seq if self._seq is not None else -1, record=None))
 
     def _accept(self, entry_id: str, fields: dict[Any, Any]) -> None:
         seq = _seq_of(fields)
@@ -346,7 +412,13 @@ class Watch(Iterator[Event]):
             raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
         self.revision, self._seq = entry_id, seq
         ev = self._event(entry_id, seq, fields)
-        if ev is not None and self._wanted(ev):
+        if ev is None:
+            return
+        if self._labels or self._names is not None:
+            ev = self._selected(ev)
+            if ev is None:
+                return
+        if self._wanted(ev):
             self._buffer.append(ev)
 
     def _event(self, entry_id: str, seq: int | None, f: dict[Any, Any]) -> Event | None:
@@ -370,25 +442,73 @@ class Watch(Iterator[Event]):
             version = int(g("version"))
         except ValueError:
             version = 0
+        previous = _previous(f.get(b"prev", f.get("prev")), entry_id) if kind == KIND_CONTAINER else None
         return Event(
             type=g("type"), kind=kind, id=rid, name=g("name"),
             container_id=g("container") or (rid if kind == KIND_CONTAINER else
                                              (record.container_id if isinstance(record, ExecConfig) else "")),
             version=version, status=g("status"), revision=entry_id, seq=seq if seq is not None else -1,
-            record=record, raw=raw,
+            record=record, raw=raw, previous=previous,
         )
 
     def _wanted(self, ev: Event) -> bool:
+        """The filters that do not depend on the record's state (kinds, types, ids)."""
         if ev.kind not in self._kinds or ev.type not in self._types:
             return False
-        if self._ids is not None and ev.id not in self._ids and ev.container_id not in self._ids:
-            return False
-        if self._labels:
-            labels = ev.labels
-            for k, v in self._labels:
-                if k not in labels or (v is not None and labels[k] != v):
-                    return False
-        return True
+        return self._ids is None or ev.id in self._ids or ev.container_id in self._ids
+
+    def _selected(self, ev: Event) -> Event | None:
+        """``ev`` as the selectors see it: None if the record matches neither before nor
+        after; an update that crosses the selector's edge as ``enter`` or ``leave``."""
+        if ev.kind == KIND_CONTAINER and self._names is not None:
+            if ev.type == "delete":
+                self._container_names.pop(ev.id, None)
+            else:
+                self._container_names[ev.id] = ev.name
+        now = self._matches(ev, ev.name, ev.labels)
+        if ev.type != "update" or ev.kind != KIND_CONTAINER:
+            before = now
+        elif ev.previous is not None:
+            before = self._matches(ev, *ev.previous)
+        else:
+            before = now or ev.id in self._inside  # unchanged, or an entry without prev (see the module doc)
+        if ev.kind == KIND_CONTAINER:
+            if now and ev.type != "delete":
+                self._inside.add(ev.id)
+            else:
+                self._inside.discard(ev.id)
+        if now and before:
+            return ev
+        if now:
+            return replace(ev, type="enter")
+        if before:
+            return replace(ev, type="leave")
+        return None
+
+    def _matches(self, ev: Event, name: str, labels: dict[str, str]) -> bool:
+        for k, v in self._labels:
+            if k not in labels or (v is not None and labels[k] != v):
+                return False
+        if self._names is None:
+            return True
+        if ev.kind == KIND_EXEC:  # an exec event is about its container (as docker's exec_* events)
+            return self._name_match(ev.container_id, self._name_of(ev.container_id))
+        return self._name_match(ev.id, name)
+
+    def _name_match(self, container_id: str, name: str) -> bool:
+        """docker events' ``container=``: the container's ID or name, exactly or as a prefix."""
+        assert self._names is not None
+        return any(container_id.startswith(r) or (name != "" and name.startswith(r)) for r in self._names)
+
+    def _name_of(self, container_id: str) -> str:
+        """The name of an exec event's container: the last one read from the log, else
+        looked up once in the store (its current name; "" if it is gone)."""
+        if container_id not in self._container_names:
+            try:
+                self._container_names[container_id] = self._store.containers.get(container_id).name
+            except StateStoreError:
+                self._container_names[container_id] = ""
+        return self._container_names[container_id]
 
     # --- I/O with reconnects --------------------------------------------------------------
     def _call(self, fn: Any) -> Any:
@@ -471,6 +591,35 @@ def _choice(name: str, values: Iterable[str] | None, allowed: tuple[str, ...]) -
     bad = out - set(allowed)
     if bad:
         raise InvalidArgumentError(f"{name} must be among {', '.join(allowed)}; not {', '.join(sorted(bad))}")
+    return out
+
+
+def _previous(raw: Any, entry_id: str) -> tuple[str, dict[str, str]] | None:
+    """The ``prev`` field of an update entry: (name, labels) before the change."""
+    if raw is None:
+        return None
+    try:
+        doc = orjson.loads(raw)
+        name, labels = doc["name"], doc["labels"]
+        if isinstance(name, str) and isinstance(labels, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            return name, labels
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        pass
+    log.warning("change-log entry %s has an unreadable prev field; ignored", entry_id)
+    return None
+
+
+def _refs(values: Iterable[str]) -> list[str]:
+    if isinstance(values, str):
+        values = (values,)
+    if not isinstance(values, Iterable):
+        raise InvalidArgumentError("names must be a container name, ID or prefix, or a list of them")
+    out = []
+    for v in values:
+        if not isinstance(v, str) or not v:
+            raise InvalidArgumentError(f"a name selector must be a non-empty name, ID or prefix, not {v!r}")
+        out.append(v[1:] if v.startswith("/") and len(v) > 1 else v)
     return out
 
 

@@ -225,6 +225,69 @@ def test_events_container_filter_matches_nothing_else(store: Store, events: Call
     assert [orjson.loads(x)["name"] for x in p.lines] == ["web"]
 
 
+# --- leave, enter and progress marks -----------------------------------------------------------------
+def test_events_with_a_filter_report_leaving_and_entering(store: Store, events: Callable[..., Proc]) -> None:
+    p = events("--since", "0-0", "--format", "json", "--filter", "label=app=web")
+    q = events("--since", "0-0", "--filter", "container=web")  # text: a rename out of the filter, and back in
+    web = store.containers.create(Container.new("alpine", name="web", labels={"app": "web"}))
+    store.containers.update("web", lambda c: c.labels.update(app="other"))
+    store.containers.rename("web", "front")
+    store.containers.update("front", lambda c: c.labels.update(app="web"))
+    store.containers.rename("front", "web")
+    got = p.wait_lines(4)
+    assert [(e["type"], e["id"], e["labels"]) for e in got] == [
+        ("create", web.id, {"app": "web"}), ("leave", web.id, {"app": "other"}), ("enter", web.id, {"app": "web"}),
+        ("update", web.id, {"app": "web"})]
+    q._wait(q.out, q.lines, lambda xs: len(xs) >= 4, 20)
+    assert [line.split()[1:3] for line in q.lines] == [["container", "create"], ["container", "update"],
+                                                       ["container", "leave"], ["container", "enter"]]
+    assert "name=front" in q.lines[2] and "name=web" in q.lines[3]
+    assert p.stop() == 0 and q.stop() == 0
+
+
+def test_events_progress_marks_let_an_operator_resume_after_trimming(
+        store: Store, events: Callable[..., Proc]) -> None:
+    quiet = store.containers.create(Container.new("alpine", name="quiet"))
+    noisy = store.containers.create(Container.new("alpine", name="noisy"))
+    p = events("--since", "0-0", "--format", "json", "--filter", "container=quiet", "--progress", "0.1")
+    assert p.wait_lines(1)[0]["id"] == quiet.id
+    for i in range(20):
+        store.containers.update(noisy.id, lambda c, i=i: c.labels.update(n=str(i)))
+    newest = store.client.xrevrange(store.keys.log, count=1)[0][0].decode()
+    p._wait(p.out, p.lines, lambda xs: newest in xs[-1], 20)
+    assert p.stop() == 0
+    marks = [orjson.loads(x) for x in p.lines[1:]]
+    assert marks and all(set(m) == {"namespace", "type", "seq", "revision"} for m in marks)
+    assert {m["type"] for m in marks} == {"progress"} and marks[-1]["seq"] == 22
+    store.client.xtrim(store.keys.log, maxlen=1, approximate=False)
+    # resuming from the last event printed is no longer possible; from the last mark it is
+    r = events("--since", orjson.loads(p.lines[0])["revision"], "--filter", "container=quiet")
+    assert r.wait_exit() == 1 and any("trimmed past" in e for e in r.errors), r.errors
+    again = events("--since", marks[-1]["revision"], "--format", "json", "--filter", "container=quiet")
+    wait_following(store)
+    store.containers.update("quiet", lambda c: c.labels.update(n="1"))
+    (ev,) = again.wait_lines(1)
+    assert (ev["type"], ev["id"], ev["seq"]) == ("update", quiet.id, 23)
+    assert again.stop() == 0
+
+
+def test_events_progress_in_text_ends_a_replay_with_the_position(store: Store, events: Callable[..., Proc]) -> None:
+    store.containers.create(Container.new("alpine", name="quiet"))
+    last = store.containers.create(Container.new("alpine", name="noisy"))
+    p = events("--since", "0-0", "--until", last.revision or "", "--filter", "container=quiet", "--progress", "0")
+    assert p.wait_exit() == 0
+    assert len(p.lines) == 2 and " container create " in p.lines[0]
+    assert p.lines[1].endswith(f" progress (revision={last.revision}, seq=2)")
+    plain = events("--since", "0-0", "--until", last.revision or "", "--filter", "container=quiet")
+    assert plain.wait_exit() == 0 and len(plain.lines) == 1  # no marks unless asked
+
+
+@pytest.mark.parametrize("value", ["x", "-1", "nan"])
+def test_events_progress_must_be_seconds(cli_run: Callable[..., Any], value: str) -> None:
+    res = cli_run("events", f"--progress={value}")
+    assert res.returncode == 125 and "--progress" in res.stderr and "Traceback" not in res.stderr
+
+
 # --- --since / --until ------------------------------------------------------------------------------
 def test_events_until_a_past_revision_replays_and_ends(store: Store, events: Callable[..., Proc]) -> None:
     a = store.containers.create(Container.new("alpine", name="aa"))

@@ -314,7 +314,10 @@ def test_every_commit_appends_one_log_entry_per_changed_record(store: Store, cli
     assert client.xlen(store.keys.log) == 8
 
     entries = log_entries(client, store)
-    assert all(set(f) == {k.decode() for k in LOG_FIELDS} for _, f in entries)
+    # the rename also carries prev, the name and labels before it (docs/schema.md)
+    assert [set(f) - {k.decode() for k in LOG_FIELDS} for _, f in entries] == [set()] * 4 + [{"prev"}] + [set()] * 3
+    assert all({k.decode() for k in LOG_FIELDS} <= set(f) for _, f in entries)
+    assert orjson.loads(entries[4][1]["prev"]) == {"name": "web", "labels": {"app": "web"}}
     summary = [(f["type"], f["kind"], f["version"], f["status"], f["name"]) for _, f in entries]
     assert summary == [
         (b"create", b"container", b"1", b"created", b"web"),

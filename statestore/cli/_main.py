@@ -122,6 +122,8 @@ def cmd_inspect(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def event_dict(ev: Event, namespace: str) -> dict[str, Any]:
+    if ev.type == "progress":
+        return {"namespace": namespace, "type": ev.type, "seq": ev.seq, "revision": ev.revision}
     return {"namespace": namespace, "type": ev.type, "kind": ev.kind, "id": ev.id, "name": ev.name,
             "container": ev.container_id, "version": ev.version, "status": ev.status, "seq": ev.seq,
             "revision": ev.revision, "labels": ev.labels}
@@ -130,6 +132,8 @@ def event_dict(ev: Event, namespace: str) -> dict[str, Any]:
 def event_line(ev: Event) -> str:
     when = ev.revision.split("-", 1)[0]
     ts = datetime.fromtimestamp(int(when) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if ev.type == "progress":
+        return f"{ts} progress (revision={ev.revision}, seq={ev.seq})"
     attrs = [f"name={ev.name}"] if ev.name else []
     if ev.kind == "exec":
         attrs.append(f"container={ev.container_id[:12]}")
@@ -139,20 +143,22 @@ def event_line(ev: Event) -> str:
 
 
 EVENT_KINDS = ("container", "exec")
-EVENT_TYPES = ("create", "update", "delete")
+EVENT_TYPES = ("create", "update", "delete", "enter", "leave")
 
 
 @dataclass
 class EventFilter:
-    """``docker events --filter``, applied to each event as it arrives (moby ``events.Filter``):
-    values of one key are alternatives, keys must all hold.  ``container=`` matches the
-    container's ID or name, each exactly or as a prefix (moby's ``FuzzyMatch``), so a name
-    that does not exist yet, or a re-created container, is matched when its events come."""
+    """``docker events --filter``, turned into the watch's selectors (moby ``events.Filter``):
+    values of one key are alternatives, keys must all hold.  ``container=`` (and ``id=``)
+    matches the container's ID or name, each exactly or as a prefix (moby's ``FuzzyMatch``),
+    on each event, so a name that does not exist yet, or a re-created container, is matched
+    when its events come; with ``container=`` or ``label=``, a container that stops or starts
+    matching (a rename, a label change) is reported as ``leave`` or ``enter``."""
 
     kinds: frozenset[str] | None = None
     types: frozenset[str] | None = None
     containers: tuple[str, ...] = ()
-    labels: tuple[tuple[str, str | None], ...] = ()
+    labels: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, values: Sequence[str]) -> EventFilter:
@@ -165,49 +171,15 @@ class EventFilter:
             for v in f.get(key, []):
                 if v not in choices:
                     raise InvalidArgumentError(f"invalid filter '{key}={v}' (use {key}={'|'.join(choices)})")
-        labels = []
         for lbl in f.get("label", []):
-            k, sep, v = lbl.partition("=")
-            labels.append((k, v if sep else None))
+            if not lbl or lbl.startswith("="):
+                raise InvalidArgumentError(f"invalid filter 'label={lbl}' (use label=KEY or label=KEY=VALUE)")
         return cls(
             kinds=frozenset(f["type"]) if "type" in f else None,
             types=frozenset(f["event"]) if "event" in f else None,
             containers=tuple(dict.fromkeys([*f.get("container", []), *f.get("id", [])])),
-            labels=tuple(labels),
+            labels=tuple(f.get("label", [])),
         )
-
-    def match(self, ev: Event, container_name: str) -> bool:
-        """Whether ``ev`` passes; ``container_name`` is the name of the event's container."""
-        if self.kinds is not None and ev.kind not in self.kinds:
-            return False
-        if self.types is not None and ev.type not in self.types:
-            return False
-        if self.containers and not any(
-                ev.container_id.startswith(ref) or (container_name and container_name.startswith(ref))
-                for ref in self.containers):
-            return False
-        labels = ev.labels
-        return all(k in labels and (v is None or labels[k] == v) for k, v in self.labels)
-
-
-class _ContainerNames:
-    """The names of the containers events are about: taken from container events as they pass,
-    looked up (once) for an exec event of a container not seen yet."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.names: dict[str, str] = {}
-
-    def __call__(self, ev: Event) -> str:
-        if ev.kind == "container":
-            self.names[ev.id] = ev.name
-            return ev.name
-        if ev.container_id not in self.names:
-            try:
-                self.names[ev.container_id] = self.store.containers.get(ev.container_id).name
-            except StateStoreError:
-                self.names[ev.container_id] = ""
-        return self.names[ev.container_id]
 
 
 def redacted_url(url: str) -> str:
@@ -237,8 +209,8 @@ def cmd_events(store: Store, args: argparse.Namespace, out: TextIO) -> int:
         sys.stderr.flush()
 
     watch = store.watch(since=pos.since, start=pos.start, until=pos.until, block=0.2,
-                        on_connection=on_connection)
-    names = _ContainerNames(store)
+                        on_connection=on_connection, kinds=filt.kinds, types=filt.types,
+                        labels=filt.labels, names=filt.containers or None, progress=args.progress)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -248,8 +220,6 @@ def cmd_events(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for ev in watch:
-            if not filt.match(ev, names(ev) if filt.containers else ""):
-                continue
             if args.format == "json":
                 out.write(orjson.dumps(event_dict(ev, store.namespace)).decode() + "\n")
             else:
@@ -373,6 +343,17 @@ def _subparser(parser: argparse.ArgumentParser, prog: str) -> argparse.ArgumentP
     return None
 
 
+def _seconds(text: str) -> float:
+    """``--progress``: a non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a number of seconds, 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="statestore", description="Inspect and operate statestore namespaces in Redis.")
     p.add_argument("--version", action="version", version=f"statestore version {__version__}")
@@ -411,9 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--until", default=None, metavar="TIME|REV",
                     help="stop after this time or revision (same forms as --since)")
     ev.add_argument("-f", "--filter", action="append", metavar="KEY=VALUE",
-                    help="type=container|exec, event=create|update|delete, container=NAME|ID, "
+                    help="type=container|exec, event=create|update|delete|enter|leave, container=NAME|ID, "
                          "label=KEY[=VALUE]")
     ev.add_argument("--format", choices=("text", "json"), default="text")
+    ev.add_argument("--progress", type=_seconds, default=None, metavar="SECONDS",
+                    help="with filters: print a progress mark (the revision read up to) at most every SECONDS "
+                         "while events are filtered out, to resume from with --since")
 
     nss = sub.add_parser("namespaces", help="list the namespaces in this Redis, with their counts")
     nss.add_argument("-q", "--quiet", action="store_true", help="only display the names")
