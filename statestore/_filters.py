@@ -43,6 +43,9 @@ ACCEPTED: Final = (
     "isolation", "name", "network", "publish", "since", "status", "volume",
 )
 RUNNING_STATUSES: Final = ("running", "paused", "restarting")
+#: keys whose plan clauses select exactly the matching containers (the default
+#: "running only" too): a back end that intersects every clause needs no record
+EXACT_KEYS: Final = frozenset({"label", "status"})
 TASK_LABEL: Final = "com.docker.swarm.task.id"
 _PORT_RE: Final = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?(?:/(tcp|udp|sctp))?")
 _INT_RE: Final = re.compile(r"-?[0-9]{1,10}")

@@ -35,6 +35,9 @@ ID_LEN: Final = 64
 
 Entries = dict[str, set[str]]
 
+#: how many value parts precede the ID in a member of each field (``id``: none)
+PARTS: Final = {"name": 1, "status": 1, "label": 2, "image": 1, "network": 1, "container": 1}
+
 
 def container_entries(doc: dict[str, Any]) -> Entries:
     """The index members a container document implies, by index field."""

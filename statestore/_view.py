@@ -9,7 +9,10 @@ errors (exact ID, exact name, unique ID prefix; ``docker ps`` filters), so a
 replica answers ``ps``/``inspect`` without a round trip.
 
 * Records are kept as their stored bytes and decoded on every read, so each
-  caller gets its own copy, as from the store.
+  caller gets its own copy, as from the store.  Beside them the view keeps the
+  store's index members in sorted lists (``_memindex``), kept up with the
+  same ``_indexes.diff`` a commit applies, so ``list`` runs the store's
+  planner against memory and ``get`` bisects the name and ID indexes.
 * A record is replaced only by a strictly newer version, so the view never
   shows a record older than one it showed before -- not even across a relist
   after the log was trimmed past the view's position (HistoryTrimmedError):
@@ -28,7 +31,6 @@ replica answers ``ps``/``inspect`` without a round trip.
 
 from __future__ import annotations
 
-import bisect
 import builtins
 import logging
 import threading
@@ -48,6 +50,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC
+from ._memindex import MemIndex
 from ._model import Container, ExecConfig
 from ._refs import parse_reference
 from ._watch import Event, Watch, revision_key
@@ -58,31 +61,35 @@ if TYPE_CHECKING:
 log = logging.getLogger("statestore.view")
 
 
+def _created(doc: dict[str, Any]) -> str:
+    return str(doc.get("Created") or "")  # what _filters.sort_key and before/since compare
+
+
 class _Table:
-    """Records of one kind: id -> (version, raw bytes), plus a sorted ID list for prefixes."""
+    """Records of one kind: id -> (version, raw bytes), plus the store's index members in memory.
 
-    def __init__(self) -> None:
-        self.rows: dict[str, tuple[int, bytes]] = {}
-        # each record's document, parsed once per version, for filtering only (never handed out)
-        self.docs: dict[str, dict[str, Any]] = {}
-        self.ids: list[str] = []
-        self.names: dict[str, str] = {}      # containers only
-        self.name_of: dict[str, str] = {}
+    Only the stored bytes are kept (no parsed documents: a View of 100,000
+    containers stays within about 2x the JSON it holds); ``index`` holds the
+    members the store keeps in its sorted sets (``_indexes``), kept up by the
+    same ``_indexes.diff`` a commit applies, so the planner's ranges are
+    answered here as fetch.lua answers them from Redis.
+    """
 
-    def put(self, rid: str, version: int, raw: bytes, name: str | None, force: bool = False) -> bool:
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        # id -> (version, raw bytes, Created): Created sorts a list without parsing records
+        self.rows: dict[str, tuple[int, bytes, str]] = {}
+        self.index = MemIndex()
+
+    def put(self, rid: str, version: int, raw: bytes, doc: dict[str, Any] | None = None,
+            force: bool = False) -> bool:
         old = self.rows.get(rid)
         if old is not None and old[0] >= version and not (force and old[1] != raw):
             return False  # never go back to an older version (unless the store itself did)
-        if old is None:
-            bisect.insort(self.ids, rid)
-        self.rows[rid] = (version, raw)
-        self.docs[rid] = orjson.loads(raw)
-        if name is not None:
-            prev = self.name_of.get(rid)
-            if prev is not None and prev != name and self.names.get(prev) == rid:
-                del self.names[prev]
-            self.names[name] = rid
-            self.name_of[rid] = name
+        new_doc = doc if doc is not None else orjson.loads(raw)
+        self.rows[rid] = (version, raw, _created(new_doc))
+        old_doc = orjson.loads(old[1]) if old is not None else None
+        self.index.apply(_indexes.diff(self.kind, old_doc, new_doc))
         return True
 
     def remove(self, rid: str, version: int | None = None) -> None:
@@ -90,28 +97,32 @@ class _Table:
         if old is None or (version is not None and old[0] > version):
             return
         del self.rows[rid]
-        self.docs.pop(rid, None)
-        i = bisect.bisect_left(self.ids, rid)
-        if i < len(self.ids) and self.ids[i] == rid:
-            self.ids.pop(i)
-        name = self.name_of.pop(rid, None)
-        if name is not None and self.names.get(name) == rid:
-            del self.names[name]
+        self.index.apply(_indexes.diff(self.kind, orjson.loads(old[1]), None))
 
-    def resolve(self, ref: str, kind: str) -> str:
-        r = parse_reference(ref, kind)
+    def reindex(self, known: Mapping[str, tuple[bytes, _indexes.Entries]]) -> None:
+        """Rebuild every index from the rows (``known``: members already computed, by id and raw)."""
+        def entries() -> Iterable[_indexes.Entries]:
+            for rid, (_, raw, _c) in self.rows.items():
+                k = known.get(rid)
+                yield k[1] if k is not None and k[0] is raw else _indexes.entries(self.kind, orjson.loads(raw))
+        self.index.rebuild(entries())
+
+    def resolve(self, ref: str) -> str:
+        """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
+        r = parse_reference(ref, self.kind)
         if r.full_id and r.bare in self.rows:
             return r.bare
-        if r.name and r.bare in self.names:
-            return self.names[r.bare]
+        if r.name:
+            hit = self.index.first_with_prefix("name", r.bare + _indexes.SEP, 1)
+            if hit:
+                return _indexes.member_id(hit[0])
         if r.hex_prefix:
-            i = bisect.bisect_left(self.ids, r.bare)
-            hits = [x for x in self.ids[i:i + 2] if x.startswith(r.bare)]
+            hits = self.index.first_with_prefix("id", r.bare, 2)
             if len(hits) > 1:
-                raise AmbiguousReferenceError(kind, ref)
+                raise AmbiguousReferenceError(self.kind, ref)
             if hits:
                 return hits[0]
-        raise NotFoundError(kind, ref)
+        raise NotFoundError(self.kind, ref)
 
 
 class View:
@@ -120,8 +131,8 @@ class View:
     def __init__(self, store: Store, *, block: float = 0.5) -> None:
         self._store = store
         self._block = block
-        self._containers = _Table()
-        self._execs = _Table()
+        self._containers = _Table(KIND_CONTAINER)
+        self._execs = _Table(KIND_EXEC)
         self._cond = threading.Condition()
         self._revision = "0-0"   # the newest revision applied (what wait_for compares)
         self._position = "0-0"   # where the watch resumes
@@ -129,6 +140,8 @@ class View:
         self._closed = threading.Event()
         self._watch: Watch | None = None
         self.relists = 0
+        # validated queries and their plans, by the caller's arguments (pure functions of them)
+        self._plans: dict[Any, tuple[_filters.Query, builtins.list[_filters.Clause], bool]] = {}
         #: relists after the change log went backwards (state older than shown was adopted)
         self.regressions = 0
         self._relist()
@@ -146,7 +159,9 @@ class View:
         ])
         if rev is None:
             raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
-        fresh: dict[str, list[tuple[str, int, bytes, str | None]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        # per record only its index members, not its parsed document (a relist of 100,000
+        # containers would otherwise hold every document at once)
+        fresh: dict[str, list[tuple[str, int, bytes, str, _indexes.Entries]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
         for kind, pairs in ((KIND_CONTAINER, groups[0]), (KIND_EXEC, groups[1])):
             for rid, raw in pairs:
                 key = self._store.keys.record(kind, rid)
@@ -155,16 +170,20 @@ class View:
                 except CorruptRecordError as exc:
                     log.warning("view: skipping %s", exc)
                     continue
-                name = rec.name if isinstance(rec, Container) else None
-                fresh[kind].append((rid, rec.version, bytes(raw), name))
+                fresh[kind].append((rid, rec.version, bytes(raw), _created(rec._d), _indexes.entries(kind, rec._d)))
         with self._cond:
             for kind, table in ((KIND_CONTAINER, self._containers), (KIND_EXEC, self._execs)):
                 seen = set()
-                for rid, version, raw, name in fresh[kind]:
+                docs: dict[str, tuple[bytes, _indexes.Entries]] = {}
+                for rid, version, raw, created, ents in fresh[kind]:
                     seen.add(rid)
-                    table.put(rid, version, raw, name, force=authoritative)
+                    old = table.rows.get(rid)
+                    if old is None or old[0] < version or (authoritative and old[1] != raw):
+                        table.rows[rid] = (version, raw, created)
+                        docs[rid] = (raw, ents)
                 for rid in [r for r in table.rows if r not in seen]:
-                    table.remove(rid)  # deleted since the view's position
+                    del table.rows[rid]  # deleted since the view's position
+                table.reindex(docs)  # one sort per index field, not an insertion per record
             self._position = rev  # the next watch starts here, even if the log went backwards
             if authoritative or revision_key(rev) > revision_key(self._revision):
                 self._revision = rev
@@ -175,8 +194,9 @@ class View:
         with self._cond:
             if ev.type == "delete":
                 table.remove(ev.id, ev.version)
-            elif ev.record is not None:
-                table.put(ev.id, ev.version, ev.raw, ev.name if ev.kind == KIND_CONTAINER else None)
+            elif ev.type in ("create", "update") and ev.record is not None:
+                table.put(ev.id, ev.version, ev.raw)
+            # any other event type (selector or progress events) carries no change to apply
             self._position = ev.revision
             if revision_key(ev.revision) > revision_key(self._revision):
                 self._revision = ev.revision
@@ -267,7 +287,7 @@ class View:
             rec: Container = Container._from_valid_bytes(row[1])
             return rec
         with self._cond:
-            rid = self._containers.resolve(ref, KIND_CONTAINER)
+            rid = self._containers.resolve(ref)
             raw = self._containers.rows[rid][1]
         named: Container = Container._from_valid_bytes(raw)
         return named
@@ -276,38 +296,83 @@ class View:
         """Like ``store.execs.get``, from memory."""
         self._check()
         with self._cond:
-            rid = self._execs.resolve(ref, KIND_EXEC)
+            rid = self._execs.resolve(ref)
             raw = self._execs.rows[rid][1]
         rec: ExecConfig = ExecConfig._from_valid_bytes(raw)
         return rec
 
     def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
              limit: int | None = None) -> RecordList[Container]:
-        """Like ``store.containers.list``, from memory (``.revision`` is the view's)."""
-        from ._store import RecordList
+        """Like ``store.containers.list``, from memory (``.revision`` is the view's).
+
+        The same planner as the store (``_filters.plan``), answered from the
+        in-memory indexes (``_memindex``).  When every filter key is one the
+        indexes answer exactly (``_filters.EXACT_KEYS``: label, status, the
+        default "running only"; before/since compare ``Created``), the clauses
+        are intersected and no record is parsed; otherwise only the smallest
+        clause's records are decoded and matched, then sorted and cut as the
+        store does (``_finish_list``).
+        """
+        from ._store import RecordList, _finish_list
 
         self._check()
-        q = _filters.make_query(filters, all, limit)
+        try:
+            key: Any = (frozenset((k, v if isinstance(v, str) else tuple(v)) for k, v in filters.items())
+                        if filters is not None else None, all, limit)
+            planned = self._plans.get(key)
+        except (TypeError, AttributeError):  # not hashable: validated (and refused) by make_query below
+            key, planned = None, None
+        if planned is None:
+            q = _filters.make_query(filters, all, limit)
+            clauses = _filters.plan(q)
+            planned = (q, clauses, _filters.EXACT_KEYS.issuperset(q.filters.keys() - {"before", "since"}))
+            if key is not None:
+                if len(self._plans) >= 256:
+                    self._plans.clear()
+                self._plans[key] = planned
+        q, clauses, exact_keys = planned
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
+        fld = None if clauses else _filters.scan_field(q)
         table = self._containers
         with self._cond:
-            items = [(table.docs[rid], row[1]) for rid, row in table.rows.items()]
-            rev = self._revision
-        hits = [(doc, raw) for doc, raw in items if _filters.matches(q, doc, before, since)]
-        hits.sort(key=lambda h: _filters.sort_key(h[0]), reverse=True)
+            rows = table.rows
+            exact = table.index.select(clauses) if exact_keys else None
+            if exact is not None:
+                # the indexes answer the whole query: no record is parsed, only sorted by Created
+                hits = [(rows[rid][2], rid, rows[rid][1]) for rid in exact if rid in rows]
+                rev = self._revision
+            elif fld is not None:
+                ids = [_indexes.member_id(m) for m in table.index.all_members(fld)
+                       if _filters.member_matches(q, fld, m)]
+            else:
+                ids = table.index.candidates(clauses)
+            if exact is None:
+                raws = [rows[rid][1] for rid in ids if rid in rows]
+                rev = self._revision
+        if exact is None:
+            return _finish_list(q, [orjson.loads(raw) for raw in raws], rev, (), before, since)
+        if before is not None:
+            hits = [h for h in hits if h[0] < before]
+        if since is not None:
+            hits = [h for h in hits if h[0] > since]
+        hits.sort(reverse=True)  # (Created, Id) newest first, as _filters.sort_key
         if q.limit is not None:
             hits = hits[: q.limit]
-        return RecordList((Container._from_valid_bytes(raw) for _, raw in hits), rev, ())
+        return RecordList((Container._from_valid_bytes(raw) for _, _, raw in hits), rev, ())
 
     def execs(self, container: str | None = None) -> builtins.list[ExecConfig]:
         """Every exec in the view, or those of one container (a reference)."""
         self._check()
         cid = self.get(container).id if container is not None else None
+        table = self._execs
         with self._cond:
-            raws = [raw for _, raw in self._execs.rows.values()]
-        out = [ExecConfig(orjson.loads(r)) for r in raws]
-        return [x for x in out if cid is None or x.container_id == cid]
+            if cid is None:
+                raws = [row[1] for row in table.rows.values()]
+            else:
+                xids = [_indexes.member_id(m) for m in table.index.members(_indexes.exact("container", cid))]
+                raws = [table.rows[x][1] for x in xids if x in table.rows]
+        return [ExecConfig(orjson.loads(r)) for r in raws]
 
     def __len__(self) -> int:
         return len(self._containers.rows)

@@ -192,7 +192,7 @@ def test_bench_locks(redis_proc: RedisProcess, client: redis.Redis) -> None:
 @pytest.mark.slow
 def test_bench_watch(redis_proc: RedisProcess, client: redis.Redis) -> None:
     before = all_keys(client)
-    res = run_tool("bench_watch.py", "--quick", "--duration", "1", "--rate", "300", "--no-pin",
+    res = run_tool("bench_watch.py", "--quick", "--duration", "1", "--rate", "300", "--no-pin", "--scale", "2000",
                    "--redis-url", redis_proc.url)
     assert res.returncode == 0, res.stdout + res.stderr
     rows = {r[0]: r for r in table(res.stdout, "measure ")}
@@ -200,10 +200,18 @@ def test_bench_watch(redis_proc: RedisProcess, client: redis.Redis) -> None:
     assert set(rows) == {"commit -> watcher p50 (ms)", "commit -> watcher p99 (ms)", "commit -> watcher max (ms)",
                          "commit call -> watcher p50 / p99 (ms)", "update() call p50 / p99 (ms)",
                          "events received / commits", "consumer CPU per event (us)", "View get by full ID (ops/s)",
-                         "View get by name (ops/s)", "View list label, 10 of 1k (ops/s)"}
+                         "View get by name (ops/s)", "View list label, 10 of 1k (ops/s)",
+                         "View list running, all 1k (ops/s)", "View memory, 2,000 containers (MB)",
+                         "View list label, 10 of 2k (ops/s)", "View get by name, 2k (ops/s)",
+                         "View get by 12-char prefix, 2k (ops/s)",
+                         "View follow: commits/s reached by 2 writer processes",
+                         "View follow: commit -> applied p50 / p99 (ms)"}
     for name in ("commit -> watcher p50 (ms)", "consumer CPU per event (us)", "View get by full ID (ops/s)"):
         assert re.fullmatch(NUMBER, rows[name][1]) and re.fullmatch(NUMBER, rows[name][2]), rows[name]
     # every commit reached the watcher, in order (a count, not a speed)
+    # the follow run applied every commit the two writers made (a count, not a speed)
+    applied, made = rows["View follow: commit -> applied p50 / p99 (ms)"][6].split(" commits")[0].split(" of ")
+    assert applied == made and int(made.replace(",", "")) > 0
     received = rows["events received / commits"]
     assert received[4:6] == ["all, in order", "PASS"], received
     got, sent = received[1].split(" / ")

@@ -3,8 +3,8 @@
 
 Usage::
 
-    .venv/bin/python tools/bench_watch.py              # full run (~35 s)
-    .venv/bin/python tools/bench_watch.py --quick      # reduced run (~12 s)
+    .venv/bin/python tools/bench_watch.py              # full run (~3 min)
+    .venv/bin/python tools/bench_watch.py --quick      # reduced run (~30 s)
     .venv/bin/python tools/bench_watch.py --markdown   # table as Markdown
     .venv/bin/python tools/bench_watch.py --redis-url redis://127.0.0.1:7000/0   # use an existing server
 
@@ -34,7 +34,14 @@ under namespaces named ``benchwatch<pid>-*`` and deletes them when it is done.
    2+ CPUs this runs twice, with this process and redis-server pinned to the
    same vCPU and to two different ones: on a small VM the Store's loopback
    round trip costs about twice as much split as shared, and an unpinned run
-   lands on either at random (``--no-pin``: one unpinned run).
+   lands on either at random (``--no-pin``: one unpinned run).  Also ``view.list()`` of
+   all 1,000 running containers (target: at least 5x).
+3. **The View at scale.**  100,000 containers (``--scale``; quick: 20,000), bulk-written
+   like tools/bench.py: the View's memory (tracemalloc of ``store.view()``) against
+   the JSON bytes it holds (target: at most 3x); a selective list (10 of 100,000), get
+   by name and by 12-character ID prefix against the store (targets: 20x); and the
+   follow rate: two writer processes commit unpaced label updates while the View
+   follows, lag = applied - committed (target: p99 under 10 ms; the rate is stated).
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import random
 import statistics
 import sys
 import time
+import tracemalloc
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,7 +71,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import (  # noqa: E402  (tools/bench.py: same data, method and machine info)
     GROUP_SIZE,
     Side,
+    bulk_write,
     cleanup_namespaces,
+    committed_doc,
     make_container,
     measure,
     paired_ratios,
@@ -352,6 +362,16 @@ def view_rows(view: View, store: Store, base: list[Container], rng: random.Rando
         assert len(out) == GROUP_SIZE
         return out
 
+    def v_running(i: int) -> object:
+        out = vlist()
+        assert len(out) == m
+        return out
+
+    def s_running(i: int) -> object:
+        out = slist()
+        assert len(out) == m
+        return out
+
     assert v_id(0) == s_id(0) and v_name(1) == s_name(1) and v_list(2) == s_list(2)
     suffix = f", {where}" if where else ""
     rows = []
@@ -359,10 +379,149 @@ def view_rows(view: View, store: Store, base: list[Container], rng: random.Rando
         (f"View get by full ID (ops/s{suffix})", v_id, s_id, get_ops, 100, 20.0),
         (f"View get by name (ops/s{suffix})", v_name, s_name, get_ops, 100, None),
         (f"View list label, 10 of 1k (ops/s{suffix})", v_list, s_list, list_ops, 5, None),
+        (f"View list running, all 1k (ops/s{suffix})", v_running, s_running, max(4, list_ops // 5), 1, 5.0),
     ):
         vs, ss = Side("view", vop), Side("store", sop)
         measure([vs, ss], n, reps, chunk)
         rows.append(view_row(label, vs, ss, n, target))
+    return rows
+
+
+# --- the View at scale: 100,000 containers ---------------------------------------------------------
+
+
+def _fast_writer(url: str, ns: str, ids: list[str], start_at: float, duration: float, out: Any) -> None:
+    """Commit label updates as fast as one process can, from ``start_at`` for ``duration`` s."""
+    store = Store(redis.Redis.from_url(url), namespace=ns)
+    done: list[tuple[str, int]] = []
+    now = time.monotonic_ns
+    while time.monotonic() < start_at:
+        time.sleep(0.001)
+    end, k = start_at + duration, 0
+    while time.monotonic() < end:
+        k += 1
+        rec = store.containers.update(ids[k % len(ids)], lambda c, k=k: c.labels.__setitem__("bench.tick", str(k)))
+        done.append((rec.revision or "", now()))
+    store.close()
+    out.put(done)
+
+
+def follow_rows(url: str, ns: str, view: View, ids: list[str], duration: float) -> list[Row]:
+    """Two writer processes commit unpaced; the View (this process) follows; lag = applied - committed."""
+    applied: dict[str, int] = {}
+    inner = view._apply
+    now = time.monotonic_ns
+
+    def timed(ev: Any) -> None:
+        inner(ev)
+        applied[ev.revision] = now()
+
+    view._apply = timed  # type: ignore[method-assign]  # the bench's probe: when each event is applied
+    ctx = mp.get_context("spawn")
+    q: Any = ctx.Queue()
+    start_at = time.monotonic() + 2.0  # the writers' start-up (spawn, imports) is not measured
+    half = len(ids) // 2
+    procs = [ctx.Process(target=_fast_writer, args=(url, ns, part, start_at, duration, q))
+             for part in (ids[:half], ids[half:])]
+    for p in procs:
+        p.start()
+    done: list[tuple[str, int]] = []
+    for _ in procs:
+        done += q.get(timeout=duration + 120)
+    for p in procs:
+        p.join()
+    last = max((r for r, _ in done), key=lambda r: tuple(map(int, r.split("-"))))
+    caught_up = view.wait_for(last, timeout=30)
+    view._apply = inner  # type: ignore[method-assign]
+    lags = [(applied[r] - t) / 1e6 for r, t in done if r in applied]
+    rate = len(done) / duration
+    p99 = pct(lags, 0.99) if lags else float("inf")
+    ok = caught_up and len(lags) == len(done) and p99 < 10.0
+    return [
+        Row("View follow: commits/s reached by 2 writer processes", f"{rate:,.0f}", "-", "", "-", "info",
+            f"unpaced label updates for {duration:g} s into the {len(view):,}-container namespace"),
+        Row("View follow: commit -> applied p50 / p99 (ms)",
+            f"{pct(lags, 0.5):.3f} / {p99:.3f}" if lags else "-", "-", "", "p99 < 10 ms",
+            "PASS" if ok else "MISS", f"{len(lags):,} of {len(done):,} commits applied"),
+    ]
+
+
+def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Random, reps: int, get_ops: int,
+               list_ops: int, follow_s: float) -> list[Row]:
+    """A namespace of ``n`` realistic containers (bulk-written like tools/bench.py): the View's memory
+    against the JSON it holds, selective lists and lookups against the Store, and the follow rate."""
+    store = Store(client, ns)
+    t0 = time.perf_counter()
+    base: list[Container] = []
+    for start in range(0, n, 10_000):
+        chunk = [make_container(i, "x", rng) for i in range(start, min(n, start + 10_000))]
+        bulk_write(client, store.keys, [committed_doc(c) for c in chunk], store.changelog_maxlen)
+        base += chunk
+    print(f"  populated {n:,} containers in {time.perf_counter() - t0:.1f}s", flush=True)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    t0 = time.perf_counter()
+    view = store.view()
+    build_s = time.perf_counter() - t0
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    rows_json = sum(len(row[1]) for row in view._containers.rows.values())
+    mem_ratio = held / rows_json
+    rows = [Row(f"View memory, {n:,} containers (MB)", f"{held / 1e6:,.0f}", f"{rows_json / 1e6:,.0f}",
+                f"{mem_ratio:.2f}x", "<= 3x", "PASS" if mem_ratio <= 3.0 else "MISS",
+                f"baseline = the records' JSON bytes; tracemalloc of store.view() (built in {build_s:.1f}s)")]
+    print(f"  View of {n:,}: built", flush=True)
+    try:
+        order = list(range(n))
+        rng.shuffle(order)
+        names = [base[j].name for j in order]
+        prefixes = [base[j].id[:12] for j in order]
+        groups = [f"g{g:06d}" for g in range(n // GROUP_SIZE)]
+        rng.shuffle(groups)
+        ng = len(groups)
+        vget, sget = view.get, store.containers.get
+        vlist, slist = view.list, store.containers.list
+
+        def v_list(i: int) -> object:
+            out = vlist(filters={"label": f"bench.group={groups[i % ng]}"})
+            assert len(out) == GROUP_SIZE
+            return out
+
+        def s_list(i: int) -> object:
+            out = slist(filters={"label": f"bench.group={groups[i % ng]}"})
+            assert len(out) == GROUP_SIZE
+            return out
+
+        def v_name(i: int) -> object:
+            return vget(names[i % n])
+
+        def s_name(i: int) -> object:
+            return sget(names[i % n])
+
+        def v_prefix(i: int) -> object:
+            return vget(prefixes[i % n])
+
+        def s_prefix(i: int) -> object:
+            return sget(prefixes[i % n])
+
+        assert v_list(0) == s_list(0) and v_name(1) == s_name(1) and v_prefix(2) == s_prefix(2)
+        k = f"{n // 1000:,}k"
+        for label, vop, sop, ops, chunk in (
+            (f"View list label, 10 of {k} (ops/s)", v_list, s_list, list_ops * 10, 10),
+            (f"View get by name, {k} (ops/s)", v_name, s_name, get_ops, 100),
+            (f"View get by 12-char prefix, {k} (ops/s)", v_prefix, s_prefix, get_ops, 100),
+        ):
+            vs, ss = Side("view", vop), Side("store", sop)
+            measure([vs, ss], ops, reps, chunk)
+            rows.append(view_row(label, vs, ss, ops, 20.0))
+        print(f"  View vs store at {k}: done", flush=True)
+        rows += follow_rows(url, ns, view, [c.id for c in base[:2000]], follow_s)
+        print("  View follow: done", flush=True)
+    finally:
+        view.close()
+        store.close()
     return rows
 
 
@@ -451,6 +610,10 @@ def run(args: argparse.Namespace) -> int:
                 view.close()
                 vstore.close()
 
+            # 3. the View at scale ----------------------------------------------------------
+            rows += scale_rows(url, client, f"benchwatch{pid}-x", args.scale, rng, reps, get_ops, list_ops,
+                               duration)
+
             print()
             print_table(rows, args.markdown)
             print("\nlatency rows: statestore = store.watch() consumer, baseline = redis-py PSUBSCRIBE consumer, "
@@ -488,7 +651,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     p.add_argument("--seed", type=int, default=20260101)
-    return run(p.parse_args(argv))
+    p.add_argument("--scale", type=int,
+                   help="containers in the View-at-scale namespace (default 100,000; quick 20,000)")
+    args = p.parse_args(argv)
+    if args.scale is None:
+        args.scale = 20_000 if args.quick else 100_000
+    return run(args)
 
 
 if __name__ == "__main__":
