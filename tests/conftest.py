@@ -47,8 +47,11 @@ def namespace() -> str:
 
 
 @pytest.fixture
-def store(client: redis.Redis, namespace: str) -> Store:
-    return Store(client, namespace=namespace)
+def store(client: redis.Redis, namespace: str) -> Iterator[Store]:
+    # closed at teardown: the store's own pool would otherwise be closed by the garbage collector, with a
+    # ResourceWarning (an error here) in whichever later test happens to collect it
+    with Store(client, namespace=namespace) as s:
+        yield s
 
 
 def dump_namespace(client: redis.Redis, namespace: str) -> dict[bytes, Any]:
