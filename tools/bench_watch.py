@@ -56,7 +56,7 @@ import statistics
 import sys
 import time
 import tracemalloc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,6 +327,37 @@ def pinned(pin: Pin | None) -> Iterator[None]:
         os.sched_setaffinity(redis_pid, old_theirs)
 
 
+Op = Callable[[int], object]
+
+
+def paired_gets(view: View, store: Store, refs: list[str]) -> tuple[Op, Op]:
+    """``view.get`` and ``store.containers.get`` of the i-th reference (cycling), as a measured pair."""
+    m = len(refs)
+    vget, sget = view.get, store.containers.get
+
+    def v_get(i: int) -> object:
+        return vget(refs[i % m])
+
+    def s_get(i: int) -> object:
+        return sget(refs[i % m])
+
+    return v_get, s_get
+
+
+def paired_group_lists(view: View, store: Store, groups: list[str]) -> tuple[Op, Op]:
+    """``list`` of one ``bench.group`` label (GROUP_SIZE containers, checked) from the view and the store."""
+    ng = len(groups)
+
+    def of(list_fn: Callable[..., Any]) -> Op:
+        def run(i: int) -> object:
+            out = list_fn(filters={"label": f"bench.group={groups[i % ng]}"})
+            assert len(out) == GROUP_SIZE
+            return out
+        return run
+
+    return of(view.list), of(store.containers.list)
+
+
 def view_rows(view: View, store: Store, base: list[Container], rng: random.Random, reps: int, get_ops: int,
               list_ops: int, where: str) -> list[Row]:
     """View against Store: get by full ID (target >= 20x), get by name and a selective list (info)."""
@@ -336,31 +367,11 @@ def view_rows(view: View, store: Store, base: list[Container], rng: random.Rando
     names = [base[j].name for j in order]
     groups = [f"g{g:06d}" for g in range(len(base) // GROUP_SIZE)]
     rng.shuffle(groups)
-    m, ng = len(vids), len(groups)
-    vget, sget = view.get, store.containers.get
+    m = len(vids)
     vlist, slist = view.list, store.containers.list
-
-    def v_id(i: int) -> object:
-        return vget(vids[i % m])
-
-    def s_id(i: int) -> object:
-        return sget(vids[i % m])
-
-    def v_name(i: int) -> object:
-        return vget(names[i % m])
-
-    def s_name(i: int) -> object:
-        return sget(names[i % m])
-
-    def v_list(i: int) -> object:
-        out = vlist(filters={"label": f"bench.group={groups[i % ng]}"})
-        assert len(out) == GROUP_SIZE
-        return out
-
-    def s_list(i: int) -> object:
-        out = slist(filters={"label": f"bench.group={groups[i % ng]}"})
-        assert len(out) == GROUP_SIZE
-        return out
+    v_id, s_id = paired_gets(view, store, vids)
+    v_name, s_name = paired_gets(view, store, names)
+    v_list, s_list = paired_group_lists(view, store, groups)
 
     def v_running(i: int) -> object:
         out = vlist()
@@ -480,31 +491,9 @@ def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Rando
         prefixes = [base[j].id[:12] for j in order]
         groups = [f"g{g:06d}" for g in range(n // GROUP_SIZE)]
         rng.shuffle(groups)
-        ng = len(groups)
-        vget, sget = view.get, store.containers.get
-        vlist, slist = view.list, store.containers.list
-
-        def v_list(i: int) -> object:
-            out = vlist(filters={"label": f"bench.group={groups[i % ng]}"})
-            assert len(out) == GROUP_SIZE
-            return out
-
-        def s_list(i: int) -> object:
-            out = slist(filters={"label": f"bench.group={groups[i % ng]}"})
-            assert len(out) == GROUP_SIZE
-            return out
-
-        def v_name(i: int) -> object:
-            return vget(names[i % n])
-
-        def s_name(i: int) -> object:
-            return sget(names[i % n])
-
-        def v_prefix(i: int) -> object:
-            return vget(prefixes[i % n])
-
-        def s_prefix(i: int) -> object:
-            return sget(prefixes[i % n])
+        v_list, s_list = paired_group_lists(view, store, groups)
+        v_name, s_name = paired_gets(view, store, names)
+        v_prefix, s_prefix = paired_gets(view, store, prefixes)
 
         assert v_list(0) == s_list(0) and v_name(1) == s_name(1) and v_prefix(2) == s_prefix(2)
         k = f"{n // 1000:,}k"
