@@ -1,46 +1,61 @@
 """The in-memory index back end (pure): the store's index members in sorted lists.
 
 The View keeps, per index field, the same members the store keeps in Redis
-sorted sets (``_indexes.container_entries`` / ``exec_entries``), in a Python
-list kept sorted.  Python orders ``str`` by code point, which is the byte
-order of their UTF-8 encoding, so a ``_indexes.Range`` (a ``ZRANGEBYLEX``
-range) selects the same members here as in Redis, found by bisection: an
-exact or prefix query costs O(log N + M), never a scan.  ``candidates``
-answers a plan of ``_filters.plan`` the way fetch.lua does: it counts every
-clause, reads only the smallest, and returns the record IDs its members name.
+sorted sets (``_indexes.container_entries`` / ``exec_entries``), in a
+``sortedcontainers.SortedList``: a list of sorted sublists, so adding or
+removing a member costs O(log N) even in a field of a million members (a
+plain list's insert moves half of it), while bisection and positional slices
+stay as cheap as a list's.  Python orders ``str`` by code point, which is the
+byte order of their UTF-8 encoding, so a ``_indexes.Range`` (a ``ZRANGEBYLEX``
+range) selects the same members here as in Redis: an exact or prefix query
+costs O(log N + M), never a scan.  ``candidates`` answers a plan of
+``_filters.plan`` the way fetch.lua does: it counts every clause, reads only
+the smallest, and returns the record IDs its members name.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from sortedcontainers import SortedList
 
 from . import _indexes as ix
 from ._errors import InvalidArgumentError
 
 
-@functools.lru_cache(maxsize=4096)
 def _bounds(rng: ix.Range) -> tuple[str | None, str | None, bool]:
     """(low, high, high_is_prefix): inclusive bounds of a lex range as text.
 
     ``high_is_prefix``: the upper bound is ``[p\\xff``, i.e. every member starting
     with ``p`` (``\\xff`` never occurs in UTF-8).  ``None`` is an open end.
     """
+    return _bounds_of(rng.min, rng.max)  # cached by the bytes (hashed in C, unlike a Range)
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounds_of(rmin: bytes, rmax: bytes) -> tuple[str | None, str | None, bool]:
     lo: str | None
-    if rng.min == b"-":
+    if rmin == b"-":
         lo = None
-    elif rng.min.startswith(b"["):
-        lo = rng.min[1:].decode()
+    elif rmin.startswith(b"["):
+        lo = rmin[1:].decode()
     else:
-        raise InvalidArgumentError(f"unsupported range start {rng.min!r}")
-    if rng.max == b"+":
+        raise InvalidArgumentError(f"unsupported range start {rmin!r}")
+    if rmax == b"+":
         return lo, None, False
-    if rng.max.startswith(b"[") and rng.max.endswith(b"\xff"):
-        return lo, rng.max[1:-1].decode(), True
-    if rng.max.startswith(b"["):
-        return lo, rng.max[1:].decode(), False
-    raise InvalidArgumentError(f"unsupported range end {rng.max!r}")
+    if rmax.startswith(b"[") and rmax.endswith(b"\xff"):
+        return lo, rmax[1:-1].decode(), True
+    if rmax.startswith(b"["):
+        return lo, rmax[1:].decode(), False
+    raise InvalidArgumentError(f"unsupported range end {rmax!r}")
+
+
+#: a clause with at most this many members is read as it is found, without counting the others
+FEW = 64
+_EMPTY: Any = SortedList()  # never modified: the answer for a field nothing has
 
 
 class MemIndex:
@@ -49,26 +64,25 @@ class MemIndex:
     __slots__ = ("fields", "sets")
 
     def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
+        self.fields: dict[str, Any] = {}  # field -> SortedList[str] (the package ships no types)
         # the same members as sets (same str objects), for O(1) probes
         self.sets: dict[str, set[str]] = {}
 
     # --- maintenance -----------------------------------------------------------------
     def add(self, field: str, member: str) -> None:
-        lst = self.fields.setdefault(field, [])
-        i = bisect.bisect_left(lst, member)
-        if i == len(lst) or lst[i] != member:
-            lst.insert(i, member)
-            self.sets.setdefault(field, set()).add(member)
+        s = self.sets.get(field)
+        if s is None:
+            s = self.sets[field] = set()
+            self.fields[field] = SortedList()
+        if member not in s:
+            s.add(member)
+            self.fields[field].add(member)
 
     def discard(self, field: str, member: str) -> None:
-        lst = self.fields.get(field)
-        if not lst:
-            return
-        i = bisect.bisect_left(lst, member)
-        if i < len(lst) and lst[i] == member:
-            del lst[i]
-            self.sets[field].discard(member)
+        s = self.sets.get(field)
+        if s is not None and member in s:
+            s.discard(member)
+            self.fields[field].remove(member)
 
     def apply(self, d: ix.IndexDiff) -> None:
         """Apply an ``_indexes.diff`` (what the store's commit does to its sorted sets)."""
@@ -85,39 +99,68 @@ class MemIndex:
         for ent in entries:
             for field, members in ent.items():
                 fields.setdefault(field, []).extend(members)
-        for lst in fields.values():
-            lst.sort()
-        self.fields = fields
         self.sets = {f: set(lst) for f, lst in fields.items()}
+        self.fields = {f: SortedList(self.sets[f]) for f in fields}
 
     # --- queries ------------------------------------------------------------------------
-    def _span(self, rng: ix.Range) -> tuple[list[str], int, int]:
-        lst = self.fields.get(rng.field, [])
+    def _span(self, rng: ix.Range) -> tuple[Any, int, int]:
+        lst = self.fields.get(rng.field, _EMPTY)
         lo, hi, is_prefix = _bounds(rng)
-        start = 0 if lo is None else bisect.bisect_left(lst, lo)
+        start = 0 if lo is None else lst.bisect_left(lo)
         if hi is None:
             end = len(lst)
         elif not is_prefix:
-            end = bisect.bisect_right(lst, hi)
+            end = lst.bisect_right(hi)
         elif hi and ord(hi[-1]) < 0x10FFFF:
             # members starting with hi end before hi with its last character incremented
-            end = bisect.bisect_left(lst, hi[:-1] + chr(ord(hi[-1]) + 1))
+            end = lst.bisect_left(hi[:-1] + chr(ord(hi[-1]) + 1))
         else:
             end = start
             while end < len(lst) and lst[end].startswith(hi):
                 end += 1
         return lst, start, max(start, end)
 
+    def _irange(self, rng: ix.Range) -> Iterator[str]:
+        """The members in ``rng``, in order, without positions (cheaper than ``_span``)."""
+        lst = self.fields.get(rng.field, _EMPTY)
+        lo, hi, is_prefix = _bounds(rng)
+        if hi is None:
+            it: Iterator[str] = lst.irange(lo)
+            return it
+        if not is_prefix:
+            it = lst.irange(lo, hi)
+            return it
+        if hi and ord(hi[-1]) < 0x10FFFF:
+            it = lst.irange(lo, hi[:-1] + chr(ord(hi[-1]) + 1), (True, False))
+            return it
+        return itertools.takewhile(lambda m: m.startswith(hi), lst.irange(lo))
+
     def members(self, rng: ix.Range) -> Iterator[str]:
-        lst, start, end = self._span(rng)
-        return iter(lst[start:end])
+        return self._irange(rng)
 
     def count(self, rng: ix.Range) -> int:
         _, start, end = self._span(rng)
         return end - start
 
+    def _few(self, clause: tuple[ix.Range, ...]) -> list[str] | None:
+        """The clause's members if it has at most ``FEW``, else None (reads at most FEW + 1)."""
+        out: list[str] = []
+        for rng in clause:
+            out += itertools.islice(self._irange(rng), FEW + 1 - len(out))
+            if len(out) > FEW:
+                return None
+        return out
+
     def _smallest(self, clauses: Sequence[tuple[ix.Range, ...]]) -> tuple[int, list[str]]:
-        """(position, record IDs) of the clause with the fewest members, as fetch.lua picks it."""
+        """(position, record IDs) of a clause with few members: the first one found with at
+        most ``FEW`` (status clauses last: a status is rarely selective), else the smallest,
+        counted as fetch.lua counts them.  Any clause gives the same answer (each is a
+        superset of it); a small one only makes the rest cheaper."""
+        order = sorted(range(len(clauses)), key=lambda k: clauses[k][0].field == "status")
+        for k in order:
+            few = self._few(clauses[k])
+            if few is not None:
+                return k, list(dict.fromkeys(m[-ix.ID_LEN:] for m in few))
         best, best_n, best_spans = 0, -1, []
         for k, cl in enumerate(clauses):
             spans = [self._span(r) for r in cl]
@@ -126,14 +169,14 @@ class MemIndex:
                 best, best_n, best_spans = k, n, spans
         seen: dict[str, None] = {}
         for lst, start, end in best_spans:
-            for m in lst[start:end]:
+            for m in lst.islice(start, end):
                 seen[m[-ix.ID_LEN:]] = None
         return best, list(seen)
 
     def candidates(self, clauses: Sequence[tuple[ix.Range, ...]]) -> list[str]:
         """Record IDs of the smallest clause (each clause is a superset of the answer)."""
         if not clauses:
-            return list(self.fields.get("id", []))
+            return list(self.fields.get("id", _EMPTY))
         return self._smallest(clauses)[1]
 
     def has(self, field: str, member: str) -> bool:
@@ -164,18 +207,26 @@ class MemIndex:
                     return None
                 heads.append((self.sets.get(rng.field, set()), hi))
             probes.append(heads)
-        return [rid for rid in cands
-                if all(any(head + rid in members for members, head in heads) for heads in probes)]
+        out: list[str] = []
+        for rid in cands:
+            for heads in probes:
+                for members, head in heads:
+                    if head + rid in members:
+                        break  # this clause holds
+                else:
+                    break  # this clause does not: rid is out
+            else:
+                out.append(rid)
+        return out
 
     def all_members(self, field: str) -> list[str]:
-        return self.fields.get(field, [])
+        return list(self.fields.get(field, _EMPTY))
 
     def first_with_prefix(self, field: str, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` members starting with ``prefix`` (bisection, no scan)."""
-        lst = self.fields.get(field, [])
-        i = bisect.bisect_left(lst, prefix)
         out: list[str] = []
-        while i < len(lst) and len(out) < limit and lst[i].startswith(prefix):
-            out.append(lst[i])
-            i += 1
+        for m in self._irange(ix.prefix(field, prefix)):
+            out.append(m)
+            if len(out) >= limit:
+                break
         return out
