@@ -79,6 +79,10 @@ class Query:
         return self.filters.get(key, ())
 
 
+_NONE: frozenset[str] = frozenset()
+_NONE_INT: frozenset[int] = frozenset()
+
+
 def _ports(key: str, values: Iterable[str]) -> frozenset[str]:
     out: set[str] = set()
     for v in values:
@@ -148,9 +152,9 @@ def make_query(
         filters=norm,
         all=bool(all) or "status" in norm or limit is not None,
         limit=limit,
-        publish=_ports("publish", norm.get("publish", ())),
-        expose=_ports("expose", norm.get("expose", ())),
-        exited=frozenset(exited),
+        publish=_ports("publish", norm["publish"]) if "publish" in norm else _NONE,
+        expose=_ports("expose", norm["expose"]) if "expose" in norm else _NONE,
+        exited=frozenset(exited) if exited else _NONE_INT,
     )
 
 
@@ -163,6 +167,9 @@ def all_str(values: Iterable[Any]) -> bool:
 Clause = tuple[ix.Range, ...]
 """Ranges ORed together; a plan is a list of clauses ANDed together."""
 
+#: the clause of a plain ``docker ps`` (no ``all``, no status filter), built once
+_RUNNING: Final[Clause] = tuple(ix.exact("status", s) for s in RUNNING_STATUSES)
+
 
 def plan(query: Query) -> list[Clause]:
     """Index clauses that together contain every match (each one alone is a superset).
@@ -174,7 +181,7 @@ def plan(query: Query) -> list[Clause]:
     if "status" in f:
         clauses.append(tuple(ix.exact("status", s) for s in sorted(set(f["status"]))))
     elif not query.all:
-        clauses.append(tuple(ix.exact("status", s) for s in RUNNING_STATUSES))
+        clauses.append(_RUNNING)
     for lbl in f.get("label", ()):
         # every label must hold, so each one is its own clause
         k, sep, v = lbl.partition("=")

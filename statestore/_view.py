@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -53,6 +54,7 @@ from ._keys import KIND_CONTAINER, KIND_EXEC
 from ._memindex import MemIndex
 from ._model import Container, ExecConfig
 from ._refs import parse_reference
+from ._state import derive_status
 from ._watch import Event, Watch, revision_key
 
 if TYPE_CHECKING:
@@ -61,8 +63,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("statestore.view")
 
 
-def _created(doc: dict[str, Any]) -> str:
-    return str(doc.get("Created") or "")  # what _filters.sort_key and before/since compare
+#: a record in memory: (version, stored bytes, Created, status); Created is what
+#: _filters.sort_key and before/since compare
+Row = tuple[int, bytes, str, str]
 
 
 class _Table:
@@ -77,9 +80,15 @@ class _Table:
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        # id -> (version, raw bytes, Created): Created sorts a list without parsing records
-        self.rows: dict[str, tuple[int, bytes, str]] = {}
+        # id -> (version, raw bytes, Created, status): Created sorts a list and the status
+        # answers the default "running only" clause without parsing records (status strings
+        # are shared constants; "" for execs)
+        self.rows: dict[str, Row] = {}
         self.index = MemIndex()
+
+    def row(self, version: int, raw: bytes, doc: dict[str, Any]) -> Row:
+        status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
+        return version, raw, str(doc.get("Created") or ""), status
 
     def put(self, rid: str, version: int, raw: bytes, doc: dict[str, Any] | None = None,
             force: bool = False) -> bool:
@@ -87,7 +96,7 @@ class _Table:
         if old is not None and old[0] >= version and not (force and old[1] != raw):
             return False  # never go back to an older version (unless the store itself did)
         new_doc = doc if doc is not None else orjson.loads(raw)
-        self.rows[rid] = (version, raw, _created(new_doc))
+        self.rows[rid] = self.row(version, raw, new_doc)
         old_doc = orjson.loads(old[1]) if old is not None else None
         self.index.apply(_indexes.diff(self.kind, old_doc, new_doc))
         return True
@@ -102,7 +111,7 @@ class _Table:
     def reindex(self, known: Mapping[str, tuple[bytes, _indexes.Entries]]) -> None:
         """Rebuild every index from the rows (``known``: members already computed, by id and raw)."""
         def entries() -> Iterable[_indexes.Entries]:
-            for rid, (_, raw, _c) in self.rows.items():
+            for rid, (_, raw, _c, _s) in self.rows.items():
                 k = known.get(rid)
                 yield k[1] if k is not None and k[0] is raw else _indexes.entries(self.kind, orjson.loads(raw))
         self.index.rebuild(entries())
@@ -125,6 +134,41 @@ class _Table:
         raise NotFoundError(self.kind, ref)
 
 
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A validated query and how the View answers it (a pure function of the query: cached)."""
+
+    query: _filters.Query
+    clauses: builtins.list[_filters.Clause]   # the store's plan
+    exact: bool        # the indexes answer every filter key: intersect, match no record
+    indexed: builtins.list[_filters.Clause]   # the clauses the index intersects
+    statuses: frozenset[str] | None           # a status clause answered from the rows instead
+
+    @classmethod
+    def of(cls, q: _filters.Query) -> _Planned:
+        clauses = _filters.plan(q)
+        exact = _filters.EXACT_KEYS.issuperset(q.filters.keys() - {"before", "since"})
+        # a status clause beside a more selective one is checked on the candidates' rows
+        # (one dict lookup each, which building the answer needs anyway), not probed in the index
+        for k, cl in enumerate(clauses):
+            statuses = _statuses(cl)
+            if exact and statuses is not None and len(clauses) > 1:
+                return cls(q, clauses, exact, clauses[:k] + clauses[k + 1:], statuses)
+        return cls(q, clauses, exact, clauses, None)
+
+
+def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
+    """The statuses a clause of exact status ranges names, else None."""
+    out = set()
+    for rng in clause:
+        # an ix.exact("status", s) range: [s\x00 .. [s\x00\xff
+        if (rng.field != "status" or rng.max != rng.min + b"\xff" or not rng.min.startswith(b"[")
+                or rng.min.find(b"\x00") != len(rng.min) - 1):
+            return None
+        out.add(rng.min[1:-1].decode())
+    return frozenset(out)
+
+
 class View:
     """An in-process, watch-fed copy of every record of a namespace."""
 
@@ -141,7 +185,7 @@ class View:
         self._watch: Watch | None = None
         self.relists = 0
         # validated queries and their plans, by the caller's arguments (pure functions of them)
-        self._plans: dict[Any, tuple[_filters.Query, builtins.list[_filters.Clause], bool]] = {}
+        self._plans: dict[Any, _Planned] = {}
         #: relists after the change log went backwards (state older than shown was adopted)
         self.regressions = 0
         self._relist()
@@ -161,8 +205,9 @@ class View:
             raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
         # per record only its index members, not its parsed document (a relist of 100,000
         # containers would otherwise hold every document at once)
-        fresh: dict[str, list[tuple[str, int, bytes, str, _indexes.Entries]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
-        for kind, pairs in ((KIND_CONTAINER, groups[0]), (KIND_EXEC, groups[1])):
+        fresh: dict[str, list[tuple[str, Row, _indexes.Entries]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        for table, pairs in ((self._containers, groups[0]), (self._execs, groups[1])):
+            kind = table.kind
             for rid, raw in pairs:
                 key = self._store.keys.record(kind, rid)
                 try:
@@ -170,17 +215,17 @@ class View:
                 except CorruptRecordError as exc:
                     log.warning("view: skipping %s", exc)
                     continue
-                fresh[kind].append((rid, rec.version, bytes(raw), _created(rec._d), _indexes.entries(kind, rec._d)))
+                fresh[kind].append((rid, table.row(rec.version, bytes(raw), rec._d), _indexes.entries(kind, rec._d)))
         with self._cond:
             for kind, table in ((KIND_CONTAINER, self._containers), (KIND_EXEC, self._execs)):
                 seen = set()
                 docs: dict[str, tuple[bytes, _indexes.Entries]] = {}
-                for rid, version, raw, created, ents in fresh[kind]:
+                for rid, row, ents in fresh[kind]:
                     seen.add(rid)
                     old = table.rows.get(rid)
-                    if old is None or old[0] < version or (authoritative and old[1] != raw):
-                        table.rows[rid] = (version, raw, created)
-                        docs[rid] = (raw, ents)
+                    if old is None or old[0] < row[0] or (authoritative and old[1] != row[1]):
+                        table.rows[rid] = row
+                        docs[rid] = (row[1], ents)
                 for rid in [r for r in table.rows if r not in seen]:
                     del table.rows[rid]  # deleted since the view's position
                 table.reindex(docs)  # one sort per index field, not an insertion per record
@@ -323,24 +368,27 @@ class View:
         except (TypeError, AttributeError):  # not hashable: validated (and refused) by make_query below
             key, planned = None, None
         if planned is None:
-            q = _filters.make_query(filters, all, limit)
-            clauses = _filters.plan(q)
-            planned = (q, clauses, _filters.EXACT_KEYS.issuperset(q.filters.keys() - {"before", "since"}))
+            planned = _Planned.of(_filters.make_query(filters, all, limit))
             if key is not None:
                 if len(self._plans) >= 256:
                     self._plans.clear()
                 self._plans[key] = planned
-        q, clauses, exact_keys = planned
+        q, clauses = planned.query, planned.clauses
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
         fld = None if clauses else _filters.scan_field(q)
         table = self._containers
+        statuses = planned.statuses
         with self._cond:
             rows = table.rows
-            exact = table.index.select(clauses) if exact_keys else None
+            exact = table.index.select(planned.indexed) if planned.exact else None
             if exact is not None:
                 # the indexes answer the whole query: no record is parsed, only sorted by Created
-                hits = [(rows[rid][2], rid, rows[rid][1]) for rid in exact if rid in rows]
+                hits = []
+                for rid in exact:
+                    row = rows.get(rid)
+                    if row is not None and (statuses is None or row[3] in statuses):
+                        hits.append((row[2], rid, row[1]))
                 rev = self._revision
             elif fld is not None:
                 ids = [_indexes.member_id(m) for m in table.index.all_members(fld)
