@@ -31,8 +31,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from . import _indexes as ix
 from ._errors import InvalidArgumentError
@@ -42,6 +41,7 @@ ACCEPTED: Final = (
     "ancestor", "before", "exited", "expose", "health", "id", "is-task", "label",
     "isolation", "name", "network", "publish", "since", "status", "volume",
 )
+_ACCEPTED: Final = frozenset(ACCEPTED)
 RUNNING_STATUSES: Final = ("running", "paused", "restarting")
 #: keys whose plan clauses select exactly the matching containers (the default
 #: "running only" too): a back end that intersects every clause needs no record
@@ -63,11 +63,10 @@ def parse_filter_args(args: Iterable[str]) -> dict[str, list[str]]:
     return out
 
 
-@dataclass(frozen=True)
-class Query:
-    """A validated ``docker ps`` query."""
+class Query(NamedTuple):
+    """A validated ``docker ps`` query (immutable; a tuple, built on every list, cheaply)."""
 
-    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    filters: dict[str, tuple[str, ...]]
     all: bool = False
     limit: int | None = None
     # port sets, parsed once
@@ -105,13 +104,15 @@ def make_query(
 ) -> Query:
     """Validate ``filters`` (InvalidArgumentError on anything docker would refuse)."""
     norm: dict[str, tuple[str, ...]] = {}
-    if filters is not None and not isinstance(filters, Mapping):
+    if filters is not None and type(filters) is not dict and not isinstance(filters, Mapping):
         raise InvalidArgumentError("filters must be a mapping of filter name to values")
     for key, values in (filters or {}).items():
-        if key not in ACCEPTED:
+        if key not in _ACCEPTED:
             raise InvalidArgumentError(f"invalid filter '{key}'")
-        if isinstance(values, str):
+        if type(values) is str:
             vals: tuple[Any, ...] = (values,)
+        elif isinstance(values, str):
+            vals = (values,)
         elif isinstance(values, Iterable) and not isinstance(values, bytes | Mapping):
             vals = tuple(values)
         else:
@@ -148,13 +149,13 @@ def make_query(
                 raise InvalidArgumentError(f"invalid filter '{key}={v}'")
     if limit == 0:
         limit = None
-    return Query(
-        filters=norm,
-        all=bool(all) or "status" in norm or limit is not None,
-        limit=limit,
-        publish=_ports("publish", norm["publish"]) if "publish" in norm else _NONE,
-        expose=_ports("expose", norm["expose"]) if "expose" in norm else _NONE,
-        exited=frozenset(exited) if exited else _NONE_INT,
+    return Query(  # positional: this runs on every list
+        norm,
+        bool(all) or "status" in norm or limit is not None,
+        limit,
+        _ports("publish", norm["publish"]) if "publish" in norm else _NONE,
+        _ports("expose", norm["expose"]) if "expose" in norm else _NONE,
+        frozenset(exited) if exited else _NONE_INT,
     )
 
 
@@ -168,7 +169,7 @@ Clause = tuple[ix.Range, ...]
 """Ranges ORed together; a plan is a list of clauses ANDed together."""
 
 #: the clause of a plain ``docker ps`` (no ``all``, no status filter), built once
-_RUNNING: Final[Clause] = tuple(ix.exact("status", s) for s in RUNNING_STATUSES)
+RUNNING_CLAUSE: Final[Clause] = tuple(ix.exact("status", s) for s in RUNNING_STATUSES)
 
 
 def plan(query: Query) -> list[Clause]:
@@ -181,7 +182,7 @@ def plan(query: Query) -> list[Clause]:
     if "status" in f:
         clauses.append(tuple(ix.exact("status", s) for s in sorted(set(f["status"]))))
     elif not query.all:
-        clauses.append(_RUNNING)
+        clauses.append(RUNNING_CLAUSE)
     for lbl in f.get("label", ()):
         # every label must hold, so each one is its own clause
         k, sep, v = lbl.partition("=")

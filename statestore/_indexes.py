@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._state import derive_status
 
@@ -105,9 +105,8 @@ def member_id(member: bytes | str) -> str:
 
 # --- lexicographic ranges ----------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Range:
-    """A ``ZRANGEBYLEX`` range over one index field."""
+class Range(NamedTuple):
+    """A ``ZRANGEBYLEX`` range over one index field (a tuple: built on every list, cheaply)."""
 
     field: str
     min: bytes

@@ -15,6 +15,7 @@ the smallest, and returns the record IDs its members name.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
@@ -32,7 +33,12 @@ def _bounds(rng: ix.Range) -> tuple[str | None, str | None, bool]:
     ``high_is_prefix``: the upper bound is ``[p\\xff``, i.e. every member starting
     with ``p`` (``\\xff`` never occurs in UTF-8).  ``None`` is an open end.
     """
-    return _bounds_of(rng.min, rng.max)  # cached by the bytes (hashed in C, unlike a Range)
+    rmin, rmax = rng.min, rng.max
+    if rmax == rmin + b"\xff" and rmin[:1] == b"[":
+        # ix.exact / ix.prefix, by far the most common: [p .. [p\xff (queries vary: not cached)
+        p = rmin[1:].decode()
+        return p, p, True
+    return _bounds_of(rmin, rmax)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -53,6 +59,16 @@ def _bounds_of(rmin: bytes, rmax: bytes) -> tuple[str | None, str | None, bool]:
     raise InvalidArgumentError(f"unsupported range end {rmax!r}")
 
 
+def _has_sublists() -> bool:
+    """SortedList keeps its members in ``_lists`` (sorted sublists) with ``_maxes`` (each one's
+    last member) in every 2.x release; ``first_with_prefix`` walks them when they are there."""
+    probe: Any = SortedList(["a", "b"])
+    return (isinstance(getattr(probe, "_lists", None), list) and isinstance(getattr(probe, "_maxes", None), list)
+            and [m for sub in probe._lists for m in sub] == ["a", "b"] and probe._maxes[-1] == "b")
+
+
+_SUBLISTS = _has_sublists()
+
 #: a clause with at most this many members is read as it is found, without counting the others
 FEW = 64
 _EMPTY: Any = SortedList()  # never modified: the answer for a field nothing has
@@ -61,12 +77,15 @@ _EMPTY: Any = SortedList()  # never modified: the answer for a field nothing has
 class MemIndex:
     """Index fields -> sorted member lists, for one record kind."""
 
-    __slots__ = ("fields", "sets")
+    __slots__ = ("fields", "sets", "heads")
 
-    def __init__(self) -> None:
+    def __init__(self, unique: Iterable[str] = ()) -> None:
         self.fields: dict[str, Any] = {}  # field -> SortedList[str] (the package ships no types)
         # the same members as sets (same str objects), for O(1) probes
         self.sets: dict[str, set[str]] = {}
+        # fields whose value names one record (container names): value -> record ID, so an
+        # exact lookup is one dict probe (``lookup``) instead of a bisection
+        self.heads: dict[str, dict[str, str]] = {f: {} for f in unique}
 
     # --- maintenance -----------------------------------------------------------------
     def add(self, field: str, member: str) -> None:
@@ -77,12 +96,18 @@ class MemIndex:
         if member not in s:
             s.add(member)
             self.fields[field].add(member)
+            heads = self.heads.get(field)
+            if heads is not None:
+                heads[member[: -ix.ID_LEN - 1]] = member[-ix.ID_LEN:]
 
     def discard(self, field: str, member: str) -> None:
         s = self.sets.get(field)
         if s is not None and member in s:
             s.discard(member)
             self.fields[field].remove(member)
+            heads = self.heads.get(field)
+            if heads is not None and heads.get(member[: -ix.ID_LEN - 1]) == member[-ix.ID_LEN:]:
+                del heads[member[: -ix.ID_LEN - 1]]
 
     def apply(self, d: ix.IndexDiff) -> None:
         """Apply an ``_indexes.diff`` (what the store's commit does to its sorted sets)."""
@@ -101,6 +126,8 @@ class MemIndex:
                 fields.setdefault(field, []).extend(members)
         self.sets = {f: set(lst) for f, lst in fields.items()}
         self.fields = {f: SortedList(self.sets[f]) for f in fields}
+        self.heads = {f: {m[: -ix.ID_LEN - 1]: m[-ix.ID_LEN:] for m in self.sets.get(f, ())}
+                      for f in self.heads}
 
     # --- queries ------------------------------------------------------------------------
     def _span(self, rng: ix.Range) -> tuple[Any, int, int]:
@@ -177,6 +204,10 @@ class MemIndex:
         """Record IDs of the smallest clause (each clause is a superset of the answer)."""
         if not clauses:
             return list(self.fields.get("id", _EMPTY))
+        if len(clauses) == 1:  # nothing to choose from: read it
+            if len(clauses[0]) == 1:
+                return [m[-ix.ID_LEN:] for m in self._irange(clauses[0][0])]
+            return list(dict.fromkeys(m[-ix.ID_LEN:] for rng in clauses[0] for m in self._irange(rng)))
         return self._smallest(clauses)[1]
 
     def has(self, field: str, member: str) -> bool:
@@ -224,9 +255,35 @@ class MemIndex:
 
     def first_with_prefix(self, field: str, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` members starting with ``prefix`` (bisection, no scan)."""
+        lst = self.fields.get(field, _EMPTY)
         out: list[str] = []
-        for m in self._irange(ix.prefix(field, prefix)):
-            out.append(m)
-            if len(out) >= limit:
+        if not _SUBLISTS:
+            for m in lst.irange(prefix):
+                if not m.startswith(prefix) or len(out) >= limit:
+                    break
+                out.append(m)
+            return out
+        # the hot path of a prefix lookup: walk SortedList's sublists directly (irange's
+        # generic set-up costs twice the bisections it needs for one or two members)
+        lists, maxes = lst._lists, lst._maxes
+        p = bisect.bisect_left(maxes, prefix)
+        if p == len(maxes):
+            return out
+        sub = lists[p]
+        i = bisect.bisect_left(sub, prefix)
+        while len(out) < limit:
+            if i == len(sub):
+                p += 1
+                if p == len(lists):
+                    break
+                sub, i = lists[p], 0
+            m = sub[i]
+            if not m.startswith(prefix):
                 break
+            out.append(m)
+            i += 1
         return out
+
+    def lookup(self, field: str, value: str) -> str | None:
+        """The record ID whose member of a ``unique`` field is ``value`` (one dict probe)."""
+        return self.heads[field].get(value)

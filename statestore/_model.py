@@ -371,9 +371,7 @@ class _Record:
         otherwise spend most of their time parsing JSON nobody reads.
         """
         rec = cls.__new__(cls)
-        rec._raw = raw
-        rec.revision = None
-        rec._auto_name = False
+        rec._raw = raw  # revision and _auto_name stay unset: __getattr__ gives their defaults
         return rec
 
     if not TYPE_CHECKING:  # hidden from mypy, so attribute typos stay type errors
@@ -384,6 +382,10 @@ class _Record:
                 doc = orjson.loads(object.__getattribute__(self, "_raw"))
                 self._d = doc
                 return doc
+            if name == "revision":
+                return None
+            if name == "_auto_name":
+                return False
             raise AttributeError(name)
 
     @classmethod

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Final, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 from ._errors import AmbiguousReferenceError, InvalidArgumentError, NotFoundError
 
@@ -28,8 +27,7 @@ MAX_REF_LEN: Final = 256
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(NamedTuple):  # a tuple: parsed on every lookup, so cheap to build
     raw: str
     bare: str           # without a leading "/"
     full_id: bool       # 64 lowercase hex: try an exact ID first

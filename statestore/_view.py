@@ -32,12 +32,12 @@ replica answers ``ps``/``inspect`` without a round trip.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -84,7 +84,7 @@ class _Table:
         # answers the default "running only" clause without parsing records (status strings
         # are shared constants; "" for execs)
         self.rows: dict[str, Row] = {}
-        self.index = MemIndex()
+        self.index = MemIndex(unique=("name",) if kind == KIND_CONTAINER else ())
 
     def row(self, version: int, raw: bytes, doc: dict[str, Any]) -> Row:
         status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
@@ -118,13 +118,17 @@ class _Table:
 
     def resolve(self, ref: str) -> str:
         """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
+        names = self.index.heads.get("name")
+        if names is not None and isinstance(ref, str):
+            # a stored name is a valid reference: no need to parse it (an existing full ID
+            # still comes first)
+            rid = names.get(ref[1:] if ref[:1] == "/" else ref)
+            if rid is not None and not (len(ref) == 64 and ref in self.rows):
+                return rid
         r = parse_reference(ref, self.kind)
         if r.full_id and r.bare in self.rows:
             return r.bare
-        if r.name:
-            hit = self.index.first_with_prefix("name", r.bare + _indexes.SEP, 1)
-            if hit:
-                return _indexes.member_id(hit[0])
+        # (an exact name was looked up above: the same dict, the same key)
         if r.hex_prefix:
             hits = self.index.first_with_prefix("id", r.bare, 2)
             if len(hits) > 1:
@@ -134,8 +138,7 @@ class _Table:
         raise NotFoundError(self.kind, ref)
 
 
-@dataclass(frozen=True, slots=True)
-class _Planned:
+class _Planned(NamedTuple):
     """A validated query and how the View answers it (a pure function of the query: cached)."""
 
     query: _filters.Query
@@ -147,14 +150,18 @@ class _Planned:
     @classmethod
     def of(cls, q: _filters.Query) -> _Planned:
         clauses = _filters.plan(q)
-        exact = _filters.EXACT_KEYS.issuperset(q.filters.keys() - {"before", "since"})
+        exact = q.filters.keys() <= _EXACT_OR_ORDER
         # a status clause beside a more selective one is checked on the candidates' rows
         # (one dict lookup each, which building the answer needs anyway), not probed in the index
         for k, cl in enumerate(clauses):
-            statuses = _statuses(cl)
+            statuses = _RUNNING if cl is _filters.RUNNING_CLAUSE else _statuses(cl)
             if exact and statuses is not None and len(clauses) > 1:
                 return cls(q, clauses, exact, clauses[:k] + clauses[k + 1:], statuses)
         return cls(q, clauses, exact, clauses, None)
+
+
+_RUNNING: frozenset[str] = frozenset(_filters.RUNNING_STATUSES)
+_EXACT_OR_ORDER: frozenset[str] = _filters.EXACT_KEYS | {"before", "since"}
 
 
 def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
@@ -167,6 +174,13 @@ def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
             return None
         out.add(rng.min[1:-1].decode())
     return frozenset(out)
+
+
+@functools.cache
+def _store_parts() -> tuple[type[RecordList[Any]], Callable[..., RecordList[Container]]]:
+    """``_store``'s list result and finisher (``_store`` imports this module: looked up once, on first use)."""
+    from ._store import RecordList, _finish_list
+    return RecordList, _finish_list
 
 
 class View:
@@ -326,16 +340,14 @@ class View:
         """Like ``store.containers.get``, from memory."""
         if self._error is not None:
             raise self._error
-        # full ID: one dict lookup (rows hold immutable (version, bytes) tuples, so no lock)
-        row = self._containers.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
-        if row is not None:
-            rec: Container = Container._from_valid_bytes(row[1])
-            return rec
-        with self._cond:
-            rid = self._containers.resolve(ref)
-            raw = self._containers.rows[rid][1]
-        named: Container = Container._from_valid_bytes(raw)
-        return named
+        table = self._containers
+        # full ID: one dict lookup (rows hold immutable tuples, so no lock)
+        row = table.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
+        if row is None:
+            with self._cond:
+                row = table.rows[table.resolve(ref)]
+        rec: Container = Container._from_valid_bytes(row[1])
+        return rec
 
     def get_exec(self, ref: str) -> ExecConfig:
         """Like ``store.execs.get``, from memory."""
@@ -358,9 +370,9 @@ class View:
         clause's records are decoded and matched, then sorted and cut as the
         store does (``_finish_list``).
         """
-        from ._store import RecordList, _finish_list
-
-        self._check()
+        if self._error is not None:
+            raise self._error
+        RecordList, _finish_list = _store_parts()
         try:
             key: Any = (frozenset((k, v if isinstance(v, str) else tuple(v)) for k, v in filters.items())
                         if filters is not None else None, all, limit)
@@ -407,7 +419,8 @@ class View:
         hits.sort(reverse=True)  # (Created, Id) newest first, as _filters.sort_key
         if q.limit is not None:
             hits = hits[: q.limit]
-        return RecordList((Container._from_valid_bytes(raw) for _, _, raw in hits), rev, ())
+        lazy = Container._from_valid_bytes
+        return RecordList([lazy(raw) for _, _, raw in hits], rev)
 
     def execs(self, container: str | None = None) -> builtins.list[ExecConfig]:
         """Every exec in the view, or those of one container (a reference)."""

@@ -121,3 +121,74 @@ def test_a_clause_over_few_members_is_counted_and_the_smallest_taken() -> None:
     tiny = [(ix.exact("f", "a"),), (ix.exact("f", "c"),)]
     idx.add("f", f"c{ix.SEP}{'f' * 64}")
     assert idx.candidates(tiny) == ["f" * 64]
+
+
+@pytest.mark.parametrize("sublists", [True, False], ids=["sublists", "irange"])
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text("0123", min_size=1, max_size=6), min_size=0, max_size=3000),
+       st.lists(st.text("0123", max_size=4), min_size=1, max_size=20), st.integers(1, 3))
+def test_first_with_prefix_walks_across_sublists(sublists: bool, values: list[str], prefixes: list[str],
+                                                 limit: int) -> None:
+    """Thousands of members put several SortedList sublists in play; a prefix run may cross them."""
+    import statestore._memindex as mi
+
+    idx = MemIndex()
+    idx.rebuild([{"id": set(values)}])
+    for v in values[::7]:  # adds and removals split and join sublists
+        idx.discard("id", v)
+        idx.add("id", v + "0")
+    model = sorted(set(idx.all_members("id")))
+    old = mi._SUBLISTS
+    mi._SUBLISTS = sublists and old
+    try:
+        for p in prefixes:
+            assert idx.first_with_prefix("id", p, limit) == [m for m in model if m.startswith(p)][:limit]
+    finally:
+        mi._SUBLISTS = old
+
+
+def test_the_installed_sortedcontainers_keeps_sublists() -> None:
+    """The lock's sortedcontainers has the layout first_with_prefix walks (else it falls back to irange)."""
+    import statestore._memindex as mi
+
+    assert mi._SUBLISTS
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a" * 64, "b" * 64, "c" * 64]), st.sampled_from(["web", "db", "x"]),
+                          st.booleans()), max_size=30))
+def test_unique_names_map_to_their_record_like_the_name_index(ops: list[tuple[str, str, bool]]) -> None:
+    """``lookup`` answers what the name field's members say, after renames, deletes and rebuilds."""
+    idx = MemIndex(unique=("name",))
+    docs: dict[str, dict[str, Any]] = {}
+    for cid, name, keep in ops:
+        if any(d["Name"] == "/" + name for k, d in docs.items() if k != cid):
+            continue  # names are unique in the store: a commit taking a held name is refused
+        old = docs.get(cid)
+        new = doc(cid, name, {}, True) if keep else None
+        idx.apply(ix.diff("container", old, new))
+        if new is None:
+            docs.pop(cid, None)
+        else:
+            docs[cid] = new
+        expect = {d["Name"][1:]: k for k, d in docs.items()}
+        assert idx.heads["name"] == expect
+        assert all(idx.lookup("name", n) == k for n, k in expect.items())
+        assert idx.lookup("name", "nope") is None
+    fresh = MemIndex(unique=("name",))
+    fresh.rebuild([ix.container_entries(d) for d in docs.values()])
+    assert fresh.heads == idx.heads
+
+
+def test_a_prefix_run_across_sublist_boundaries_is_read_whole() -> None:
+    import itertools
+
+    members = {"".join(t) for t in itertools.product("0123", repeat=6)}  # 4,096 members
+    idx = MemIndex()
+    idx.rebuild([{"id": members}])
+    lst = idx.fields["id"]
+    assert len(lst._lists) > 1  # several sublists: the walk must cross from one to the next
+    for sub in lst._lists[:-1]:
+        last = sub[-1]
+        for p in (last[:3], last[:5], last[:1], last):
+            expect = sorted(m for m in members if m.startswith(p))
+            assert idx.first_with_prefix("id", p, len(expect) + 1) == expect

@@ -463,11 +463,17 @@ def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Rando
     against the JSON it holds, selective lists and lookups against the Store, and the follow rate."""
     store = Store(client, ns)
     t0 = time.perf_counter()
-    base: list[Container] = []
+    # only the IDs and names are kept: 100,000 parsed records (millions of dicts the cyclic
+    # garbage collector walks) in this process would charge the View's follow for collector
+    # pauses that a replica holding only its View does not have (docs/performance.md)
+    ids: list[str] = []
+    names: list[str] = []
     for start in range(0, n, 10_000):
         chunk = [make_container(i, "x", rng) for i in range(start, min(n, start + 10_000))]
         bulk_write(client, store.keys, [committed_doc(c) for c in chunk], store.changelog_maxlen)
-        base += chunk
+        ids += (c.id for c in chunk)
+        names += (c.name for c in chunk)
+        del chunk
     print(f"  populated {n:,} containers in {time.perf_counter() - t0:.1f}s", flush=True)
     gc.collect()
     tracemalloc.start()
@@ -487,8 +493,8 @@ def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Rando
     try:
         order = list(range(n))
         rng.shuffle(order)
-        names = [base[j].name for j in order]
-        prefixes = [base[j].id[:12] for j in order]
+        names = [names[j] for j in order]
+        prefixes = [ids[j][:12] for j in order]
         groups = [f"g{g:06d}" for g in range(n // GROUP_SIZE)]
         rng.shuffle(groups)
         v_list, s_list = paired_group_lists(view, store, groups)
@@ -506,7 +512,8 @@ def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Rando
             measure([vs, ss], ops, reps, chunk)
             rows.append(view_row(label, vs, ss, ops, 20.0))
         print(f"  View vs store at {k}: done", flush=True)
-        rows += follow_rows(url, ns, view, [c.id for c in base[:2000]], follow_s)
+        gc.collect()
+        rows += follow_rows(url, ns, view, ids[:2000], follow_s)
         print("  View follow: done", flush=True)
     finally:
         view.close()
