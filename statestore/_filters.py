@@ -109,10 +109,8 @@ def make_query(
     for key, values in (filters or {}).items():
         if key not in _ACCEPTED:
             raise InvalidArgumentError(f"invalid filter '{key}'")
-        if type(values) is str:
+        if isinstance(values, str):
             vals: tuple[Any, ...] = (values,)
-        elif isinstance(values, str):
-            vals = (values,)
         elif isinstance(values, Iterable) and not isinstance(values, bytes | Mapping):
             vals = tuple(values)
         else:

@@ -59,6 +59,17 @@ def _bounds_of(rmin: bytes, rmax: bytes) -> tuple[str | None, str | None, bool]:
     raise InvalidArgumentError(f"unsupported range end {rmax!r}")
 
 
+def exact_head(rng: ix.Range) -> str | None:
+    """``<parts>\\x00`` when ``rng`` is an ``ix.exact`` range naming every value part of its
+    field's members (so ``head + id`` is a whole member), else None."""
+    lo, hi, is_prefix = _bounds(rng)
+    parts = ix.PARTS.get(rng.field)
+    if (not is_prefix or lo != hi or hi is None or parts is None
+            or not hi.endswith(ix.SEP) or hi.count(ix.SEP) != parts):
+        return None
+    return hi
+
+
 def _has_sublists() -> bool:
     """SortedList keeps its members in ``_lists`` (sorted sublists) with ``_maxes`` (each one's
     last member) in every 2.x release; ``first_with_prefix`` walks them when they are there."""
@@ -231,12 +242,10 @@ class MemIndex:
                 continue
             heads = []
             for rng in cl:
-                lo, hi, is_prefix = _bounds(rng)
-                parts = ix.PARTS.get(rng.field)
-                if (not is_prefix or lo != hi or hi is None or parts is None
-                        or not hi.endswith(ix.SEP) or hi.count(ix.SEP) != parts):
+                head = exact_head(rng)
+                if head is None:
                     return None
-                heads.append((self.sets.get(rng.field, set()), hi))
+                heads.append((self.sets.get(rng.field, set()), head))
             probes.append(heads)
         out: list[str] = []
         for rid in cands:
@@ -285,5 +294,7 @@ class MemIndex:
         return out
 
     def lookup(self, field: str, value: str) -> str | None:
-        """The record ID whose member of a ``unique`` field is ``value`` (one dict probe)."""
-        return self.heads[field].get(value)
+        """The record ID whose member of a ``unique`` field is ``value`` (one dict probe);
+        None if there is none, or ``field`` is not one of the index's ``unique`` fields."""
+        heads = self.heads.get(field)
+        return None if heads is None else heads.get(value)

@@ -51,7 +51,7 @@ from ._errors import (
     StoreUnavailableError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC
-from ._memindex import MemIndex
+from ._memindex import MemIndex, exact_head
 from ._model import Container, ExecConfig
 from ._refs import parse_reference
 from ._state import derive_status
@@ -118,11 +118,10 @@ class _Table:
 
     def resolve(self, ref: str) -> str:
         """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
-        names = self.index.heads.get("name")
-        if names is not None and isinstance(ref, str):
+        if self.kind == KIND_CONTAINER and isinstance(ref, str):
             # a stored name is a valid reference: no need to parse it (an existing full ID
             # still comes first)
-            rid = names.get(ref[1:] if ref[:1] == "/" else ref)
+            rid = self.index.lookup("name", ref[1:] if ref[:1] == "/" else ref)
             if rid is not None and not (len(ref) == 64 and ref in self.rows):
                 return rid
         r = parse_reference(ref, self.kind)
@@ -153,10 +152,11 @@ class _Planned(NamedTuple):
         exact = q.filters.keys() <= _EXACT_OR_ORDER
         # a status clause beside a more selective one is checked on the candidates' rows
         # (one dict lookup each, which building the answer needs anyway), not probed in the index
-        for k, cl in enumerate(clauses):
-            statuses = _RUNNING if cl is _filters.RUNNING_CLAUSE else _statuses(cl)
-            if exact and statuses is not None and len(clauses) > 1:
-                return cls(q, clauses, exact, clauses[:k] + clauses[k + 1:], statuses)
+        if exact and len(clauses) > 1:
+            for k, cl in enumerate(clauses):
+                statuses = _RUNNING if cl is _filters.RUNNING_CLAUSE else _statuses(cl)
+                if statuses is not None:
+                    return cls(q, clauses, exact, clauses[:k] + clauses[k + 1:], statuses)
         return cls(q, clauses, exact, clauses, None)
 
 
@@ -168,11 +168,10 @@ def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
     """The statuses a clause of exact status ranges names, else None."""
     out = set()
     for rng in clause:
-        # an ix.exact("status", s) range: [s\x00 .. [s\x00\xff
-        if (rng.field != "status" or rng.max != rng.min + b"\xff" or not rng.min.startswith(b"[")
-                or rng.min.find(b"\x00") != len(rng.min) - 1):
+        head = exact_head(rng) if rng.field == "status" else None  # an ix.exact("status", s)
+        if head is None:
             return None
-        out.add(rng.min[1:-1].decode())
+        out.add(head[:-1])
     return frozenset(out)
 
 
