@@ -104,6 +104,7 @@ def make_query(
 ) -> Query:
     """Validate ``filters`` (InvalidArgumentError on anything docker would refuse)."""
     norm: dict[str, tuple[str, ...]] = {}
+    exited: set[int] = set()
     if filters is not None and type(filters) is not dict and not isinstance(filters, Mapping):
         raise InvalidArgumentError("filters must be a mapping of filter name to values")
     for key, values in (filters or {}).items():
@@ -123,28 +124,33 @@ def make_query(
                     v.encode()
                 except UnicodeEncodeError:  # a lone surrogate: it could not be sent as an index range
                     raise InvalidArgumentError(f"invalid filter {key}={v!r}: not valid Unicode text") from None
-        if vals:
-            norm[key] = vals
+        if not vals:
+            continue
+        norm[key] = vals
+        # each key's values, checked once (only the keys present are looked at)
+        if key in _NON_EMPTY:
+            for v in vals:
+                if not v or "\x00" in v:
+                    raise InvalidArgumentError(f"invalid filter '{key}={v}'")
+        elif key == "status":
+            for v in vals:
+                if v not in STATUSES:
+                    raise InvalidArgumentError(f"invalid filter 'status={v}'")
+        elif key == "health":
+            for v in vals:
+                if v not in (*HEALTH_STATUSES, "none"):
+                    raise InvalidArgumentError(f"Unrecognised filter value for health: {v}")
+        elif key == "is-task":
+            for v in vals:
+                if v not in ("true", "false"):
+                    raise InvalidArgumentError(f"invalid filter 'is-task={v}'")
+        elif key == "exited":
+            for v in vals:
+                if not _INT_RE.fullmatch(v):
+                    raise InvalidArgumentError(f"invalid filter 'exited={v}'")
+                exited.add(int(v))
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise InvalidArgumentError(f"limit must be a non-negative integer, not {limit!r}")
-    for v in norm.get("status", ()):
-        if v not in STATUSES:
-            raise InvalidArgumentError(f"invalid filter 'status={v}'")
-    for v in norm.get("health", ()):
-        if v not in (*HEALTH_STATUSES, "none"):
-            raise InvalidArgumentError(f"Unrecognised filter value for health: {v}")
-    for v in norm.get("is-task", ()):
-        if v not in ("true", "false"):
-            raise InvalidArgumentError(f"invalid filter 'is-task={v}'")
-    exited: set[int] = set()
-    for v in norm.get("exited", ()):
-        if not _INT_RE.fullmatch(v):
-            raise InvalidArgumentError(f"invalid filter 'exited={v}'")
-        exited.add(int(v))
-    for key in ("before", "since", "label", "ancestor", "network", "volume", "id", "name"):
-        for v in norm.get(key, ()):
-            if not v or "\x00" in v:
-                raise InvalidArgumentError(f"invalid filter '{key}={v}'")
     if limit == 0:
         limit = None
     return Query(  # positional: this runs on every list
@@ -155,6 +161,10 @@ def make_query(
         _ports("expose", norm["expose"]) if "expose" in norm else _NONE,
         frozenset(exited) if exited else _NONE_INT,
     )
+
+
+#: keys whose values must be non-empty and free of NUL (they become index ranges or references)
+_NON_EMPTY: Final = frozenset({"before", "since", "label", "ancestor", "network", "volume", "id", "name"})
 
 
 def all_str(values: Iterable[Any]) -> bool:

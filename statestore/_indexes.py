@@ -39,32 +39,60 @@ Entries = dict[str, set[str]]
 PARTS: Final = {"name": 1, "status": 1, "label": 2, "image": 1, "network": 1, "container": 1}
 
 
-def container_entries(doc: dict[str, Any]) -> Entries:
-    """The index members a container document implies, by index field."""
+#: the index fields of each kind, in the order ``pairs`` lists them
+FIELDS: Final = {"container": ("id", "name", "status", "label", "image", "network"), "exec": ("id", "container")}
+
+#: ``(field, member, field, member, ...)``: a record's index members, flat (what the View
+#: keeps per record: one small tuple whose strings are shared with its index)
+Pairs = tuple[str, ...]
+
+
+def container_pairs(doc: dict[str, Any]) -> Pairs:
+    """The index members a container document implies, as flat ``field, member`` pairs."""
     cid: str = doc["Id"]
     name = doc["Name"][1:] if doc["Name"].startswith("/") else doc["Name"]
     cfg = doc.get("Config") or {}
-    labels = cfg.get("Labels") or {}
-    images = {v for v in (cfg.get("Image"), doc.get("Image")) if isinstance(v, str) and v}
-    networks: set[str] = set()
+    out = ["id", cid, "name", f"{name}{SEP}{cid}", "status", f"{derive_status(doc['State'])}{SEP}{cid}"]
+    for k, v in (cfg.get("Labels") or {}).items():
+        out += ("label", f"{k}{SEP}{v}{SEP}{cid}")
+    for i in dict.fromkeys(v for v in (cfg.get("Image"), doc.get("Image")) if isinstance(v, str) and v):
+        out += ("image", f"{i}{SEP}{cid}")
+    networks: dict[str, None] = {}
     for net_name, settings in ((doc.get("NetworkSettings") or {}).get("Networks") or {}).items():
-        networks.add(net_name)
+        networks[net_name] = None
         if isinstance(settings, dict) and isinstance(settings.get("NetworkID"), str):
             if settings["NetworkID"]:
-                networks.add(settings["NetworkID"])
-    return {
-        "id": {cid},
-        "name": {f"{name}{SEP}{cid}"},
-        "status": {f"{derive_status(doc['State'])}{SEP}{cid}"},
-        "label": {f"{k}{SEP}{v}{SEP}{cid}" for k, v in labels.items()},
-        "image": {f"{i}{SEP}{cid}" for i in images},
-        "network": {f"{n}{SEP}{cid}" for n in networks},
-    }
+                networks[settings["NetworkID"]] = None
+    for n in networks:
+        out += ("network", f"{n}{SEP}{cid}")
+    return tuple(out)
+
+
+def exec_pairs(doc: dict[str, Any]) -> Pairs:
+    xid: str = doc["ID"]
+    return "id", xid, "container", f"{doc['ContainerID']}{SEP}{xid}"
+
+
+def pairs(kind: str, doc: dict[str, Any]) -> Pairs:
+    """A record's index members as flat ``field, member`` pairs (see ``container_pairs``)."""
+    return container_pairs(doc) if kind == "container" else exec_pairs(doc)
+
+
+def group(kind: str, flat: Pairs) -> Entries:
+    """``pairs`` grouped by field (every field of the kind present, possibly empty)."""
+    out: Entries = {f: set() for f in FIELDS[kind]}
+    for k in range(0, len(flat), 2):
+        out[flat[k]].add(flat[k + 1])
+    return out
+
+
+def container_entries(doc: dict[str, Any]) -> Entries:
+    """The index members a container document implies, by index field."""
+    return group("container", container_pairs(doc))
 
 
 def exec_entries(doc: dict[str, Any]) -> Entries:
-    xid: str = doc["ID"]
-    return {"id": {xid}, "container": {f"{doc['ContainerID']}{SEP}{xid}"}}
+    return group("exec", exec_pairs(doc))
 
 
 def entries(kind: str, doc: dict[str, Any] | None) -> Entries:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import functools
 import itertools
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -120,21 +121,50 @@ class MemIndex:
             if heads is not None and heads.get(member[: -ix.ID_LEN - 1]) == member[-ix.ID_LEN:]:
                 del heads[member[: -ix.ID_LEN - 1]]
 
-    def apply(self, d: ix.IndexDiff) -> None:
-        """Apply an ``_indexes.diff`` (what the store's commit does to its sorted sets)."""
-        for field, members in d.remove.items():
-            for m in members:
-                self.discard(field, m)
-        for field, members in d.add.items():
-            for m in members:
-                self.add(field, m)
+    def insert(self, flat: ix.Pairs) -> None:
+        """Add a record's members (``_indexes.pairs``)."""
+        for k in range(0, len(flat), 2):
+            self.add(flat[k], flat[k + 1])
 
-    def rebuild(self, entries: Iterable[ix.Entries]) -> None:
-        """Replace every field with the members of ``entries`` (one sort per field)."""
+    def delete(self, flat: ix.Pairs) -> None:
+        """Remove a record's members (``_indexes.pairs``)."""
+        for k in range(0, len(flat), 2):
+            self.discard(flat[k], flat[k + 1])
+
+    def change(self, old: ix.Pairs, new: ix.Pairs) -> ix.Pairs:
+        """Move a record from members ``old`` to ``new`` (what a commit does to the store's
+        sorted sets: removals first, so a name handed from one record to another stays
+        mapped), and return ``new`` holding ``old``'s string objects where the members are
+        equal: the index and the record then share one copy of each member."""
+        if old == new:
+            return old
+        before = {(old[k], old[k + 1]): old[k + 1] for k in range(0, len(old), 2)}
+        out = list(new)
+        added = []
+        after = set()
+        for k in range(0, len(new), 2):
+            key = (new[k], new[k + 1])
+            after.add(key)
+            same = before.get(key)
+            if same is None:
+                added.append(key)
+            else:
+                out[k + 1] = same
+        for field, member in before.keys() - after:
+            self.discard(field, member)
+        for field, member in added:
+            self.add(field, member)
+        return tuple(out)
+
+    def rebuild(self, records: Iterable[ix.Pairs]) -> None:
+        """Replace every field with the members of ``records`` (one sort per field)."""
         fields: dict[str, list[str]] = {}
-        for ent in entries:
-            for field, members in ent.items():
-                fields.setdefault(field, []).extend(members)
+        for flat in records:
+            for k in range(0, len(flat), 2):
+                lst = fields.get(flat[k])
+                if lst is None:
+                    lst = fields[flat[k]] = []
+                lst.append(flat[k + 1])
         self.sets = {f: set(lst) for f, lst in fields.items()}
         self.fields = {f: SortedList(self.sets[f]) for f in fields}
         self.heads = {f: {m[: -ix.ID_LEN - 1]: m[-ix.ID_LEN:] for m in self.sets.get(f, ())}
@@ -184,10 +214,17 @@ class MemIndex:
         """The clause's members if it has at most ``FEW``, else None (reads at most FEW + 1)."""
         out: list[str] = []
         for rng in clause:
-            out += itertools.islice(self._irange(rng), FEW + 1 - len(out))
+            out += self._first(rng, FEW + 1 - len(out))
             if len(out) > FEW:
                 return None
         return out
+
+    def _first(self, rng: ix.Range, limit: int) -> list[str]:
+        """Up to ``limit`` members of ``rng``, in order."""
+        lo, hi, is_prefix = _bounds(rng)
+        if is_prefix and lo == hi and hi is not None:  # ix.exact / ix.prefix: a walk, no irange set-up
+            return self.first_with_prefix(rng.field, hi, limit)
+        return list(itertools.islice(self._irange(rng), limit))
 
     def _smallest(self, clauses: Sequence[tuple[ix.Range, ...]]) -> tuple[int, list[str]]:
         """(position, record IDs) of a clause with few members: the first one found with at
@@ -217,7 +254,7 @@ class MemIndex:
             return list(self.fields.get("id", _EMPTY))
         if len(clauses) == 1:  # nothing to choose from: read it
             if len(clauses[0]) == 1:
-                return [m[-ix.ID_LEN:] for m in self._irange(clauses[0][0])]
+                return [m[-ix.ID_LEN:] for m in self._first(clauses[0][0], sys.maxsize)]
             return list(dict.fromkeys(m[-ix.ID_LEN:] for rng in clauses[0] for m in self._irange(rng)))
         return self._smallest(clauses)[1]
 
@@ -280,6 +317,13 @@ class MemIndex:
             return out
         sub = lists[p]
         i = bisect.bisect_left(sub, prefix)
+        if prefix and ord(prefix[-1]) < 0x10FFFF:
+            # the members starting with prefix end before prefix with its last character
+            # incremented: when that end is in this sublist too, one slice is the answer
+            j = bisect.bisect_left(sub, prefix[:-1] + chr(ord(prefix[-1]) + 1), i)
+            if j < len(sub) or p == len(lists) - 1:
+                run: list[str] = sub[i:min(j, i + limit)]
+                return run
         while len(out) < limit:
             if i == len(sub):
                 p += 1

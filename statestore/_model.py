@@ -374,6 +374,17 @@ class _Record:
         rec._raw = raw  # revision and _auto_name stay unset: __getattr__ gives their defaults
         return rec
 
+    @classmethod
+    def _all_from_valid_bytes(cls, raws: Iterable[bytes]) -> list[Any]:
+        """``_from_valid_bytes`` of each of ``raws`` (a list's worth, with less call overhead)."""
+        new = cls.__new__
+        out = []
+        for raw in raws:
+            rec = new(cls)
+            rec._raw = raw
+            out.append(rec)
+        return out
+
     if not TYPE_CHECKING:  # hidden from mypy, so attribute typos stay type errors
 
         def __getattr__(self, name: str) -> Any:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import builtins
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -62,43 +63,53 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("statestore.view")
 
+#: a reference that can only be an ID or an ID prefix (parse_reference's hex_prefix, without a "/")
+_HEX_REF = re.compile(r"[0-9a-f]{1,64}")
 
-#: a record in memory: (version, stored bytes, Created, status); Created is what
-#: _filters.sort_key and before/since compare
-Row = tuple[int, bytes, str, str]
+
+#: a record in memory: (version, stored bytes, Created, status, index members); Created is
+#: what _filters.sort_key and before/since compare; the members (``_indexes.pairs``) share
+#: their strings with the index, so an update is diffed without parsing the old record
+Row = tuple[int, bytes, str, str, _indexes.Pairs]
 
 
 class _Table:
-    """Records of one kind: id -> (version, raw bytes), plus the store's index members in memory.
+    """Records of one kind: id -> row (version, raw bytes, ...), plus the store's index members in memory.
 
     Only the stored bytes are kept (no parsed documents: a View of 100,000
-    containers stays within about 2x the JSON it holds); ``index`` holds the
-    members the store keeps in its sorted sets (``_indexes``), kept up by the
-    same ``_indexes.diff`` a commit applies, so the planner's ranges are
-    answered here as fetch.lua answers them from Redis.
+    containers stays within about 3x the JSON it holds); ``index`` holds the
+    members the store keeps in its sorted sets (``_indexes``), kept up with the
+    same members a commit writes, so the planner's ranges are answered here as
+    fetch.lua answers them from Redis.
     """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        # id -> (version, raw bytes, Created, status): Created sorts a list and the status
-        # answers the default "running only" clause without parsing records (status strings
-        # are shared constants; "" for execs)
+        # id -> (version, raw bytes, Created, status, members): Created sorts a list and the
+        # status answers the default "running only" clause without parsing records (status
+        # strings are shared constants; "" for execs)
         self.rows: dict[str, Row] = {}
         self.index = MemIndex(unique=("name",) if kind == KIND_CONTAINER else ())
 
     def row(self, version: int, raw: bytes, doc: dict[str, Any]) -> Row:
         status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
-        return version, raw, str(doc.get("Created") or ""), status
+        return version, raw, str(doc.get("Created") or ""), status, _indexes.pairs(self.kind, doc)
 
     def put(self, rid: str, version: int, raw: bytes, doc: dict[str, Any] | None = None,
             force: bool = False) -> bool:
+        """Store a record's new version (``doc``: its document, already parsed and validated;
+        only read here).  False if the view holds that version or a newer one."""
         old = self.rows.get(rid)
         if old is not None and old[0] >= version and not (force and old[1] != raw):
             return False  # never go back to an older version (unless the store itself did)
-        new_doc = doc if doc is not None else orjson.loads(raw)
-        self.rows[rid] = self.row(version, raw, new_doc)
-        old_doc = orjson.loads(old[1]) if old is not None else None
-        self.index.apply(_indexes.diff(self.kind, old_doc, new_doc))
+        row = self.row(version, raw, doc if doc is not None else orjson.loads(raw))
+        if old is None:
+            self.index.insert(row[4])
+        else:
+            members = self.index.change(old[4], row[4])
+            if members is not row[4]:
+                row = (*row[:4], members)
+        self.rows[rid] = row
         return True
 
     def remove(self, rid: str, version: int | None = None) -> None:
@@ -106,15 +117,11 @@ class _Table:
         if old is None or (version is not None and old[0] > version):
             return
         del self.rows[rid]
-        self.index.apply(_indexes.diff(self.kind, orjson.loads(old[1]), None))
+        self.index.delete(old[4])
 
-    def reindex(self, known: Mapping[str, tuple[bytes, _indexes.Entries]]) -> None:
-        """Rebuild every index from the rows (``known``: members already computed, by id and raw)."""
-        def entries() -> Iterable[_indexes.Entries]:
-            for rid, (_, raw, _c, _s) in self.rows.items():
-                k = known.get(rid)
-                yield k[1] if k is not None and k[0] is raw else _indexes.entries(self.kind, orjson.loads(raw))
-        self.index.rebuild(entries())
+    def reindex(self) -> None:
+        """Rebuild every index from the rows' members (one sort per field, nothing parsed)."""
+        self.index.rebuild(row[4] for row in self.rows.values())
 
     def resolve(self, ref: str) -> str:
         """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
@@ -124,16 +131,21 @@ class _Table:
             rid = self.index.lookup("name", ref[1:] if ref[:1] == "/" else ref)
             if rid is not None and not (len(ref) == 64 and ref in self.rows):
                 return rid
-        r = parse_reference(ref, self.kind)
-        if r.full_id and r.bare in self.rows:
-            return r.bare
         # (an exact name was looked up above: the same dict, the same key)
-        if r.hex_prefix:
-            hits = self.index.first_with_prefix("id", r.bare, 2)
-            if len(hits) > 1:
-                raise AmbiguousReferenceError(self.kind, ref)
-            if hits:
-                return hits[0]
+        if type(ref) is str and _HEX_REF.fullmatch(ref):
+            bare = ref  # lowercase hex: what parse_reference would find (a full ID or an ID prefix)
+        else:
+            r = parse_reference(ref, self.kind)
+            if not r.hex_prefix:
+                raise NotFoundError(self.kind, ref)
+            bare = r.bare
+        if len(bare) == 64 and bare in self.rows:
+            return bare
+        hits = self.index.first_with_prefix("id", bare, 2)
+        if len(hits) > 1:
+            raise AmbiguousReferenceError(self.kind, ref)
+        if hits:
+            return hits[0]
         raise NotFoundError(self.kind, ref)
 
 
@@ -190,7 +202,10 @@ class View:
         self._block = block
         self._containers = _Table(KIND_CONTAINER)
         self._execs = _Table(KIND_EXEC)
-        self._cond = threading.Condition()
+        # readers take the lock itself (a C-level enter/exit); the follower also notifies
+        # waiters through the condition over it
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._revision = "0-0"   # the newest revision applied (what wait_for compares)
         self._position = "0-0"   # where the watch resumes
         self._error: BaseException | None = None
@@ -216,9 +231,9 @@ class View:
         ])
         if rev is None:
             raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
-        # per record only its index members, not its parsed document (a relist of 100,000
-        # containers would otherwise hold every document at once)
-        fresh: dict[str, list[tuple[str, Row, _indexes.Entries]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        # per record only its row (raw bytes and index members), not its parsed document (a
+        # relist of 100,000 containers would otherwise hold every document at once)
+        fresh: dict[str, list[tuple[str, Row]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
         for table, pairs in ((self._containers, groups[0]), (self._execs, groups[1])):
             kind = table.kind
             for rid, raw in pairs:
@@ -228,20 +243,18 @@ class View:
                 except CorruptRecordError as exc:
                     log.warning("view: skipping %s", exc)
                     continue
-                fresh[kind].append((rid, table.row(rec.version, bytes(raw), rec._d), _indexes.entries(kind, rec._d)))
+                fresh[kind].append((rid, table.row(rec.version, bytes(raw), rec._d)))
         with self._cond:
             for kind, table in ((KIND_CONTAINER, self._containers), (KIND_EXEC, self._execs)):
                 seen = set()
-                docs: dict[str, tuple[bytes, _indexes.Entries]] = {}
-                for rid, row, ents in fresh[kind]:
+                for rid, row in fresh[kind]:
                     seen.add(rid)
                     old = table.rows.get(rid)
                     if old is None or old[0] < row[0] or (authoritative and old[1] != row[1]):
                         table.rows[rid] = row
-                        docs[rid] = (row[1], ents)
                 for rid in [r for r in table.rows if r not in seen]:
                     del table.rows[rid]  # deleted since the view's position
-                table.reindex(docs)  # one sort per index field, not an insertion per record
+                table.reindex()  # one sort per index field, not an insertion per record
             self._position = rev  # the next watch starts here, even if the log went backwards
             if authoritative or revision_key(rev) > revision_key(self._revision):
                 self._revision = rev
@@ -253,7 +266,8 @@ class View:
             if ev.type == "delete":
                 table.remove(ev.id, ev.version)
             elif ev.type in ("create", "update") and ev.record is not None:
-                table.put(ev.id, ev.version, ev.raw)
+                # the watch parsed and validated the record: its document is only read
+                table.put(ev.id, ev.version, ev.raw, ev.record._d)
             # any other event type (selector or progress events) carries no change to apply
             self._position = ev.revision
             if revision_key(ev.revision) > revision_key(self._revision):
@@ -343,7 +357,7 @@ class View:
         # full ID: one dict lookup (rows hold immutable tuples, so no lock)
         row = table.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
         if row is None:
-            with self._cond:
+            with self._lock:
                 row = table.rows[table.resolve(ref)]
         rec: Container = Container._from_valid_bytes(row[1])
         return rec
@@ -351,7 +365,7 @@ class View:
     def get_exec(self, ref: str) -> ExecConfig:
         """Like ``store.execs.get``, from memory."""
         self._check()
-        with self._cond:
+        with self._lock:
             rid = self._execs.resolve(ref)
             raw = self._execs.rows[rid][1]
         rec: ExecConfig = ExecConfig._from_valid_bytes(raw)
@@ -385,12 +399,13 @@ class View:
                     self._plans.clear()
                 self._plans[key] = planned
         q, clauses = planned.query, planned.clauses
-        before = self.get(q.values("before")[0]).created if q.values("before") else None
-        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        f = q.filters
+        before = self.get(f["before"][0]).created if "before" in f else None
+        since = self.get(f["since"][0]).created if "since" in f else None
         fld = None if clauses else _filters.scan_field(q)
         table = self._containers
         statuses = planned.statuses
-        with self._cond:
+        with self._lock:
             rows = table.rows
             exact = table.index.select(planned.indexed) if planned.exact else None
             if exact is not None:
@@ -418,15 +433,14 @@ class View:
         hits.sort(reverse=True)  # (Created, Id) newest first, as _filters.sort_key
         if q.limit is not None:
             hits = hits[: q.limit]
-        lazy = Container._from_valid_bytes
-        return RecordList([lazy(raw) for _, _, raw in hits], rev)
+        return RecordList(Container._all_from_valid_bytes([raw for _, _, raw in hits]), rev)
 
     def execs(self, container: str | None = None) -> builtins.list[ExecConfig]:
         """Every exec in the view, or those of one container (a reference)."""
         self._check()
         cid = self.get(container).id if container is not None else None
         table = self._execs
-        with self._cond:
+        with self._lock:
             if cid is None:
                 raws = [row[1] for row in table.rows.values()]
             else:

@@ -64,9 +64,10 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 import redis
@@ -230,7 +231,10 @@ class Watch(Iterator[Event]):
         self._client = _watch_client(store.client, float(block))
         self._owns_client = self._client is not store.client
         self._log = store.keys.log
-        self._buffer: list[Event] = []
+        # events to yield, in order; an entry whose record is not needed yet (no selector
+        # reads it) waits as a _Pending and is decoded when it is yielded, so a batch of 500
+        # entries never holds 500 parsed documents at once
+        self._buffer: deque[Event | _Pending] = deque()
         self._closed = threading.Event()
         if since is not None:
             parse_revision(since)
@@ -253,6 +257,7 @@ class Watch(Iterator[Event]):
         self.connected = True
         self._ended = False
         self.revision: str | None = None
+        self._rev_key = (0, 0)  # revision_key(self.revision), kept beside it
         self._seq: int | None = None
         self._started = False
 
@@ -290,6 +295,7 @@ class Watch(Iterator[Event]):
 
     def _begun(self) -> None:
         self._started = True
+        self._rev_key = revision_key(self.revision or "0-0")
         self._reported = self.revision or ""  # the consumer knows where it started
 
     def _position_before(self, start: str) -> str | None:
@@ -329,7 +335,8 @@ class Watch(Iterator[Event]):
             if self._closed.is_set() or self._ended:
                 raise StopIteration
             self._fill()
-        return self._given(self._buffer.pop(0))
+        item = self._buffer.popleft()
+        return self._given(self._event(*item) if isinstance(item, _Pending) else item)
 
     def _given(self, ev: Event) -> Event:
         self._reported, self._reported_at = ev.revision, time.monotonic()
@@ -355,7 +362,8 @@ class Watch(Iterator[Event]):
                 break
             # XREAD BLOCK 0 would wait forever: never ask for less than 1 ms
             self._fill(max(1, min(self._block_ms, math.ceil(left * 1000))))
-        out, self._buffer = self._buffer, []
+        out = [self._event(*x) if isinstance(x, _Pending) else x for x in self._buffer]
+        self._buffer.clear()
         if out:
             self._given(out[-1])
         return out
@@ -382,6 +390,8 @@ class Watch(Iterator[Event]):
             entries = reply[0][1]
         for entry_id, fields in entries:
             eid = _s(entry_id)
+            if fields and type(next(iter(fields))) is not bytes:
+                fields = {k.encode() if isinstance(k, str) else k: v for k, v in fields.items()}
             if self._until is not None and revision_key(eid) > self._until:
                 self._ended = True
                 break
@@ -400,7 +410,7 @@ class Watch(Iterator[Event]):
                                   status="", revision=self.revision,
                                   seq=self._seq if self._seq is not None else -1, record=None))
 
-    def _accept(self, entry_id: str, fields: dict[Any, Any]) -> None:
+    def _accept(self, entry_id: str, fields: dict[bytes, Any]) -> None:
         seq = _seq_of(fields)
         if self._seq is not None and seq is not None:
             if seq > self._seq + 1:
@@ -408,30 +418,40 @@ class Watch(Iterator[Event]):
                                           missing=seq - self._seq - 1)
             if seq <= self._seq:
                 raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
-        if revision_key(entry_id) <= revision_key(self.revision or "0-0"):
+        key = _entry_key(entry_id)
+        if key <= self._rev_key:
             raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
-        self.revision, self._seq = entry_id, seq
-        ev = self._event(entry_id, seq, fields)
-        if ev is None:
-            return
-        if self._labels or self._names is not None:
-            ev = self._selected(ev)
-            if ev is None:
-                return
-        if self._wanted(ev):
-            self._buffer.append(ev)
-
-    def _event(self, entry_id: str, seq: int | None, f: dict[Any, Any]) -> Event | None:
-        def g(name: str) -> str:
-            return _s(f.get(name.encode(), f.get(name, b"")))
-
-        kind = g("kind")
-        if kind not in (KIND_CONTAINER, KIND_EXEC):
+        self.revision, self._rev_key, self._seq = entry_id, key, seq
+        kind = _text(fields.get(b"kind"))
+        if kind not in _KINDS:
             log.warning("change-log entry %s has unknown kind %r; skipped", entry_id, kind)
-            return None
-        raw = f.get(b"record", f.get("record", b""))
-        raw = raw if isinstance(raw, bytes) else str(raw).encode()
-        rid = g("id")
+            return
+        if self._labels or self._names is not None:  # the selectors read the record now
+            ev: Event | None = self._event(entry_id, seq, fields, kind)
+            assert ev is not None
+            ev = self._selected(ev)
+            if ev is not None and self._wanted(ev):
+                self._buffer.append(ev)
+            return
+        # the filters that need no record: the record is decoded when the event is yielded
+        if kind not in self._kinds or _text(fields.get(b"type")) not in self._types:
+            return
+        if self._ids is not None:
+            rid, container = _text(fields.get(b"id")), _text(fields.get(b"container"))
+            if rid not in self._ids and container not in self._ids:
+                if container or kind != KIND_EXEC:
+                    return
+                # an exec entry that does not name its container: the record does
+                ev = self._event(entry_id, seq, fields, kind)
+                if ev.container_id in self._ids:
+                    self._buffer.append(ev)
+                return
+        self._buffer.append(_Pending(entry_id, seq, fields, kind))
+
+    def _event(self, entry_id: str, seq: int | None, f: dict[bytes, Any], kind: str) -> Event:
+        raw = f.get(b"record", b"")
+        raw = raw if type(raw) is bytes else str(raw).encode()
+        rid = _text(f.get(b"id"))
         record: Container | ExecConfig | None
         try:
             record = _codec.decode(kind, self._store.keys.record(kind, rid), raw, self._store.max_record_bytes)
@@ -439,16 +459,17 @@ class Watch(Iterator[Event]):
             log.warning("change-log entry %s holds an unreadable record: %s", entry_id, exc)
             record = None
         try:
-            version = int(g("version"))
+            version = int(f.get(b"version") or 0)
         except ValueError:
             version = 0
-        previous = _previous(f.get(b"prev", f.get("prev")), entry_id) if kind == KIND_CONTAINER else None
+        prev = f.get(b"prev")
+        previous = _previous(prev, entry_id) if prev is not None and kind == KIND_CONTAINER else None
         return Event(
-            type=g("type"), kind=kind, id=rid, name=g("name"),
-            container_id=g("container") or (rid if kind == KIND_CONTAINER else
-                                             (record.container_id if isinstance(record, ExecConfig) else "")),
-            version=version, status=g("status"), revision=entry_id, seq=seq if seq is not None else -1,
-            record=record, raw=raw, previous=previous,
+            _text(f.get(b"type")), kind, rid, _text(f.get(b"name")),
+            _text(f.get(b"container")) or (rid if kind == KIND_CONTAINER else
+                                           (record.container_id if isinstance(record, ExecConfig) else "")),
+            version, _text(f.get(b"status")), entry_id, seq if seq is not None else -1,
+            record, raw, previous,
         )
 
     def _wanted(self, ev: Event) -> bool:
@@ -568,6 +589,34 @@ class Watch(Iterator[Event]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Pending(NamedTuple):
+    """An entry that passed the checks and the filters, its record not decoded yet."""
+
+    revision: str
+    seq: int | None
+    fields: dict[bytes, Any]
+    kind: str
+
+
+_KINDS = (KIND_CONTAINER, KIND_EXEC)
+
+
+def _text(v: Any) -> str:
+    """A field's value as text ("" when the entry lacks it)."""
+    if type(v) is bytes:
+        return v.decode()
+    return "" if v is None else str(v)
+
+
+def _entry_key(entry_id: str) -> tuple[int, int]:
+    """``revision_key`` of a stream ID Redis returned (checked only as far as int() does)."""
+    ms, _, n = entry_id.partition("-")
+    try:
+        return int(ms), int(n)
+    except ValueError:
+        return parse_revision(entry_id)  # raises the usual error
 
 
 def _seq_of(fields: dict[Any, Any]) -> int | None:

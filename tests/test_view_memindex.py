@@ -2,11 +2,12 @@
 
 Redis compares members as bytes; the brute force here does exactly that over
 the UTF-8 encodings, and the sorted lists must agree for exact, prefix and
-whole-index ranges, after any sequence of adds, removals, diffs and rebuilds.
+whole-index ranges, after any sequence of adds, removals, changes and rebuilds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest
@@ -66,8 +67,13 @@ def test_ranges_select_what_zrangebylex_would(ops: list[tuple[bool, str, str, st
                       for cl, n in zip(clauses, sizes, strict=True) if n <= FEW or n == min(sizes)]
         assert set(idx.candidates(clauses)) in acceptable
     rebuilt = MemIndex()
-    rebuilt.rebuild([{"f": model}])
+    rebuilt.rebuild([flat("f", model)])
     assert rebuilt.fields.get("f", []) == idx.all_members("f")
+
+
+def flat(field: str, members: Iterable[str]) -> ix.Pairs:
+    """``members`` of one field as ``_indexes.pairs`` (what ``rebuild`` takes per record)."""
+    return tuple(x for m in members for x in (field, m))
 
 
 def doc(cid: str, name: str, labels: dict[str, str], running: bool) -> dict[str, Any]:
@@ -82,21 +88,29 @@ def doc(cid: str, name: str, labels: dict[str, str], running: bool) -> dict[str,
 def test_diffs_keep_the_index_equal_to_a_rebuild(versions: list[tuple[dict[str, str], str, bool]]) -> None:
     cid = "ab" * 32
     idx = MemIndex()
-    old = None
+    old: ix.Pairs | None = None
     for labels, name, running in versions:
-        new = doc(cid, name, labels, running)
-        idx.apply(ix.diff("container", old, new))
-        old = new
+        new = ix.container_pairs(doc(cid, name, labels, running))
+        kept = new if old is None else idx.change(old, new)
+        if old is None:
+            idx.insert(new)
+        assert kept == new
+        # the record's members are the index's own strings (one copy of each in memory)
+        held = {id(m) for f, members in idx.sets.items() for m in members}
+        assert all(id(kept[k]) in held for k in range(1, len(kept), 2))
+        old = kept
         fresh = MemIndex()
-        fresh.rebuild([ix.container_entries(new)])
+        fresh.rebuild([new])
         assert {f: m for f, m in idx.fields.items() if m} == {f: m for f, m in fresh.fields.items() if m}
-    idx.apply(ix.diff("container", old, None))
+        assert ix.group("container", new) == ix.container_entries(doc(cid, name, labels, running))
+    assert old is not None
+    idx.delete(old)
     assert all(not m for m in idx.fields.values())
 
 
 def test_lookup_helpers_bisect_without_scanning() -> None:
     idx = MemIndex()
-    idx.rebuild([{"id": {"ab" + "0" * 62, "ab" + "1" * 62, "b" * 64}}])
+    idx.rebuild([flat("id", {"ab" + "0" * 62, "ab" + "1" * 62, "b" * 64})])
     assert idx.first_with_prefix("id", "ab", 2) == ["ab" + "0" * 62, "ab" + "1" * 62]
     assert idx.first_with_prefix("id", "b", 2) == ["b" * 64]
     assert idx.first_with_prefix("id", "c", 2) == []
@@ -133,7 +147,7 @@ def test_first_with_prefix_walks_across_sublists(sublists: bool, values: list[st
     import statestore._memindex as mi
 
     idx = MemIndex()
-    idx.rebuild([{"id": set(values)}])
+    idx.rebuild([flat("id", set(values))])
     for v in values[::7]:  # adds and removals split and join sublists
         idx.discard("id", v)
         idx.add("id", v + "0")
@@ -160,22 +174,27 @@ def test_unique_names_map_to_their_record_like_the_name_index(ops: list[tuple[st
     """``lookup`` answers what the name field's members say, after renames, deletes and rebuilds."""
     idx = MemIndex(unique=("name",))
     docs: dict[str, dict[str, Any]] = {}
+    held: dict[str, ix.Pairs] = {}
     for cid, name, keep in ops:
         if any(d["Name"] == "/" + name for k, d in docs.items() if k != cid):
             continue  # names are unique in the store: a commit taking a held name is refused
-        old = docs.get(cid)
-        new = doc(cid, name, {}, True) if keep else None
-        idx.apply(ix.diff("container", old, new))
+        old = held.pop(cid, None)
+        new = ix.container_pairs(doc(cid, name, {}, True)) if keep else None
         if new is None:
+            if old is not None:
+                idx.delete(old)
             docs.pop(cid, None)
         else:
-            docs[cid] = new
+            if old is None:
+                idx.insert(new)
+            held[cid] = new if old is None else idx.change(old, new)
+            docs[cid] = doc(cid, name, {}, True)
         expect = {d["Name"][1:]: k for k, d in docs.items()}
         assert idx.heads["name"] == expect
         assert all(idx.lookup("name", n) == k for n, k in expect.items())
         assert idx.lookup("name", "nope") is None
     fresh = MemIndex(unique=("name",))
-    fresh.rebuild([ix.container_entries(d) for d in docs.values()])
+    fresh.rebuild([ix.container_pairs(d) for d in docs.values()])
     assert fresh.heads == idx.heads
 
 
@@ -184,7 +203,7 @@ def test_a_prefix_run_across_sublist_boundaries_is_read_whole() -> None:
 
     members = {"".join(t) for t in itertools.product("0123", repeat=6)}  # 4,096 members
     idx = MemIndex()
-    idx.rebuild([{"id": members}])
+    idx.rebuild([flat("id", members)])
     lst = idx.fields["id"]
     assert len(lst._lists) > 1  # several sublists: the walk must cross from one to the next
     for sub in lst._lists[:-1]:
