@@ -1,7 +1,7 @@
-"""The in-memory index back end (pure): the store's index members in sorted lists.
+"""The in-memory index back end (pure): the store's index members in sorted lists and head maps.
 
 The View keeps, per index field, the same members the store keeps in Redis
-sorted sets (``_indexes.container_entries`` / ``exec_entries``), in a
+sorted sets (``_indexes.container_pairs`` / ``exec_pairs``), in a
 ``sortedcontainers.SortedList``: a list of sorted sublists, so adding or
 removing a member costs O(log N) even in a field of a million members (a
 plain list's insert moves half of it), while bisection and positional slices
@@ -11,6 +11,17 @@ range) selects the same members here as in Redis: an exact or prefix query
 costs O(log N + M), never a scan.  ``candidates`` answers a plan of
 ``_filters.plan`` the way fetch.lua does: it counts every clause, reads only
 the smallest, and returns the record IDs its members name.
+
+Beside the sorted members, every field whose members have value parts (all
+but ``id``) keeps a **head map**: ``<parts>\x00`` -> the record (or the set
+of records) whose member starts with it.  A record is whatever the caller
+indexes it with (the View's per-record holder; by default its ID), so a
+query whose ranges all name whole heads (``ix.exact`` with every value part:
+labels ``key=value``, statuses, names, images) is answered by a few hash
+lookups that lead straight to the records, without bisecting sorted lists or
+looking IDs up again: on a large View most of a selective list's time is
+memory latency, and this touches the least of it.  ``select`` intersects
+clauses this way; ``lookup`` resolves a name.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ import bisect
 import functools
 import itertools
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sortedcontainers import SortedList
@@ -83,55 +94,133 @@ _SUBLISTS = _has_sublists()
 
 #: a clause with at most this many members is read as it is found, without counting the others
 FEW = 64
+#: the length of the ID prefixes that bucket the ``id`` field (16**4 buckets: a handful of
+#: IDs each up to about a million records)
+BUCKET = 4
+
+
+def _head_add(heads: dict[str, Any], head: str, rec: Any) -> bool:
+    """Note that ``rec`` has a member starting with ``head``; False if it already had one."""
+    cur = heads.get(head)
+    if cur is None:
+        heads[head] = rec
+    elif type(cur) is set:
+        if rec in cur:
+            return False
+        cur.add(rec)
+    elif cur == rec:
+        return False
+    else:
+        heads[head] = {cur, rec}
+    return True
+
+
+def _head_discard(heads: dict[str, Any], head: str, rec: Any) -> bool:
+    """Forget ``rec``'s member starting with ``head``; False if it had none."""
+    cur = heads.get(head)
+    if type(cur) is set:
+        if rec not in cur:
+            return False
+        cur.discard(rec)
+        if len(cur) == 1:
+            heads[head] = next(iter(cur))
+    elif cur is not None and cur == rec:
+        del heads[head]
+    else:
+        return False
+    return True
+
+
+def _bucket_add(buckets: dict[str, str | tuple[str, ...]], rid: str) -> None:
+    key = rid[:BUCKET]
+    cur = buckets.get(key)
+    if cur is None:
+        buckets[key] = rid
+    elif type(cur) is str:
+        buckets[key] = (cur, rid) if cur < rid else (rid, cur)
+    else:
+        at = bisect.bisect_left(cur, rid)
+        buckets[key] = (*cur[:at], rid, *cur[at:])
+
+
+def _bucket_discard(buckets: dict[str, str | tuple[str, ...]], rid: str) -> None:
+    key = rid[:BUCKET]
+    cur = buckets.get(key)
+    if cur == rid:
+        del buckets[key]
+    elif type(cur) is tuple and rid in cur:
+        rest = tuple(r for r in cur if r != rid)
+        buckets[key] = rest[0] if len(rest) == 1 else rest
+
+
 _EMPTY: Any = SortedList()  # never modified: the answer for a field nothing has
 
 
 class MemIndex:
-    """Index fields -> sorted member lists, for one record kind."""
+    """Index fields -> sorted member lists and head maps, for one record kind.
 
-    __slots__ = ("fields", "sets", "heads")
+    ``records``: the caller's ID -> record mapping (the View's rows), through which
+    IDs read from the sorted lists are turned into records; without it a record is
+    its ID.
+    """
 
-    def __init__(self, unique: Iterable[str] = ()) -> None:
+    __slots__ = ("fields", "heads", "records", "buckets")
+
+    def __init__(self, records: Mapping[str, Any] | None = None) -> None:
         self.fields: dict[str, Any] = {}  # field -> SortedList[str] (the package ships no types)
-        # the same members as sets (same str objects), for O(1) probes
-        self.sets: dict[str, set[str]] = {}
-        # fields whose value names one record (container names): value -> record ID, so an
-        # exact lookup is one dict probe (``lookup``) instead of a bisection
-        self.heads: dict[str, dict[str, str]] = {f: {} for f in unique}
+        # field -> head ("<parts>\x00") -> record, or a set of records when several share it
+        self.heads: dict[str, dict[str, Any]] = {}
+        self.records = records
+        # ID prefix buckets: the first BUCKET characters -> the IDs starting with them (one
+        # ID, or a sorted tuple), so an ID prefix of at least BUCKET characters is one hash
+        # lookup and a short scan instead of bisecting a long sorted list
+        self.buckets: dict[str, str | tuple[str, ...]] = {}
 
     # --- maintenance -----------------------------------------------------------------
-    def add(self, field: str, member: str) -> None:
-        s = self.sets.get(field)
-        if s is None:
-            s = self.sets[field] = set()
-            self.fields[field] = SortedList()
-        if member not in s:
-            s.add(member)
-            self.fields[field].add(member)
-            heads = self.heads.get(field)
-            if heads is not None:
-                heads[member[: -ix.ID_LEN - 1]] = member[-ix.ID_LEN:]
+    def add(self, field: str, member: str, rec: Any = None) -> None:
+        """Index ``member`` of record ``rec`` (default: the ID the member ends with)."""
+        lst = self.fields.get(field)
+        if lst is None:
+            lst = self.fields[field] = SortedList()
+        if field not in ix.PARTS:  # "id": the member is the ID itself, no head
+            if member not in lst:
+                lst.add(member)
+                if field == "id":
+                    _bucket_add(self.buckets, member)
+            return
+        heads = self.heads.get(field)
+        if heads is None:
+            heads = self.heads[field] = {}
+        if _head_add(heads, member[: -ix.ID_LEN], member[-ix.ID_LEN:] if rec is None else rec):
+            lst.add(member)
 
-    def discard(self, field: str, member: str) -> None:
-        s = self.sets.get(field)
-        if s is not None and member in s:
-            s.discard(member)
-            self.fields[field].remove(member)
-            heads = self.heads.get(field)
-            if heads is not None and heads.get(member[: -ix.ID_LEN - 1]) == member[-ix.ID_LEN:]:
-                del heads[member[: -ix.ID_LEN - 1]]
+    def discard(self, field: str, member: str, rec: Any = None) -> None:
+        """Remove ``member`` of record ``rec``, if it is indexed."""
+        lst = self.fields.get(field)
+        if lst is None:
+            return
+        if field not in ix.PARTS:
+            if member in lst:
+                lst.remove(member)
+                if field == "id":
+                    _bucket_discard(self.buckets, member)
+            return
+        heads = self.heads.get(field)
+        rec = member[-ix.ID_LEN:] if rec is None else rec
+        if heads is not None and _head_discard(heads, member[: -ix.ID_LEN], rec):
+            lst.remove(member)
 
-    def insert(self, flat: ix.Pairs) -> None:
+    def insert(self, flat: ix.Pairs, rec: Any = None) -> None:
         """Add a record's members (``_indexes.pairs``)."""
         for k in range(0, len(flat), 2):
-            self.add(flat[k], flat[k + 1])
+            self.add(flat[k], flat[k + 1], rec)
 
-    def delete(self, flat: ix.Pairs) -> None:
+    def delete(self, flat: ix.Pairs, rec: Any = None) -> None:
         """Remove a record's members (``_indexes.pairs``)."""
         for k in range(0, len(flat), 2):
-            self.discard(flat[k], flat[k + 1])
+            self.discard(flat[k], flat[k + 1], rec)
 
-    def change(self, old: ix.Pairs, new: ix.Pairs) -> ix.Pairs:
+    def change(self, old: ix.Pairs, new: ix.Pairs, rec: Any = None) -> ix.Pairs:
         """Move a record from members ``old`` to ``new`` (what a commit does to the store's
         sorted sets: removals first, so a name handed from one record to another stays
         mapped), and return ``new`` holding ``old``'s string objects where the members are
@@ -151,24 +240,41 @@ class MemIndex:
             else:
                 out[k + 1] = same
         for field, member in before.keys() - after:
-            self.discard(field, member)
+            self.discard(field, member, rec)
         for field, member in added:
-            self.add(field, member)
+            self.add(field, member, rec)
         return tuple(out)
 
-    def rebuild(self, records: Iterable[ix.Pairs]) -> None:
-        """Replace every field with the members of ``records`` (one sort per field)."""
+    def rebuild(self, records: Iterable[tuple[ix.Pairs, Any]]) -> None:
+        """Replace everything with the members of ``records`` ((pairs, record) each; a record
+        of None is its ID), with one sort per field."""
         fields: dict[str, list[str]] = {}
-        for flat in records:
+        heads: dict[str, dict[str, Any]] = {}
+        for flat, rec in records:
             for k in range(0, len(flat), 2):
-                lst = fields.get(flat[k])
+                field, member = flat[k], flat[k + 1]
+                lst = fields.get(field)
                 if lst is None:
-                    lst = fields[flat[k]] = []
-                lst.append(flat[k + 1])
-        self.sets = {f: set(lst) for f, lst in fields.items()}
-        self.fields = {f: SortedList(self.sets[f]) for f in fields}
-        self.heads = {f: {m[: -ix.ID_LEN - 1]: m[-ix.ID_LEN:] for m in self.sets.get(f, ())}
-                      for f in self.heads}
+                    lst = fields[field] = []
+                lst.append(member)
+                if field not in ix.PARTS:
+                    continue
+                hm = heads.get(field)
+                if hm is None:
+                    hm = heads[field] = {}
+                _head_add(hm, member[: -ix.ID_LEN], member[-ix.ID_LEN:] if rec is None else rec)
+        self.fields = {f: SortedList(dict.fromkeys(lst)) for f, lst in fields.items()}
+        self.heads = heads
+        buckets: dict[str, Any] = {}
+        for rid in self.fields.get("id", _EMPTY):  # in order: each bucket comes out sorted
+            cur = buckets.get(rid[:BUCKET])
+            if cur is None:
+                buckets[rid[:BUCKET]] = rid
+            elif type(cur) is list:
+                cur.append(rid)
+            else:
+                buckets[rid[:BUCKET]] = [cur, rid]
+        self.buckets = {k: tuple(v) if type(v) is list else v for k, v in buckets.items()}
 
     # --- queries ------------------------------------------------------------------------
     def _span(self, rng: ix.Range) -> tuple[Any, int, int]:
@@ -259,41 +365,77 @@ class MemIndex:
         return self._smallest(clauses)[1]
 
     def has(self, field: str, member: str) -> bool:
-        s = self.sets.get(field)
-        return s is not None and member in s
+        if field not in ix.PARTS:
+            return member in self.fields.get(field, _EMPTY)
+        cur = self.heads.get(field, {}).get(member[: -ix.ID_LEN])
+        rid = member[-ix.ID_LEN:]
+        rec = rid if self.records is None else self.records.get(rid)
+        return cur is not None and rec is not None and (rec in cur if type(cur) is set else cur == rec)
 
-    def select(self, clauses: Sequence[tuple[ix.Range, ...]]) -> list[str] | None:
-        """The IDs in *every* clause: the smallest clause's IDs, each probed in the others.
+    def _headed(self, clause: tuple[ix.Range, ...]) -> list[Any] | None:
+        """The head-map entries (a record or a set of records) of a clause whose ranges all
+        name whole heads; None if one does not (the sorted members must answer it)."""
+        out = []
+        for rng in clause:
+            head = exact_head(rng)
+            if head is None:
+                return None
+            hm = self.heads.get(rng.field)
+            cur = None if hm is None else hm.get(head)
+            if cur is not None:
+                out.append(cur)
+        return out
 
-        A probe is one set lookup per range (the member ``<parts>\x00<id>``), so it
-        needs ranges that name every value part of the member (``ix.exact`` with
-        all of ``ix.PARTS``); ``None`` when some other clause has a range that
-        does not (the caller then matches the records instead).
+    def _record(self, rid: str) -> Any:
+        return rid if self.records is None else self.records.get(rid)
+
+    def select(self, clauses: Sequence[tuple[ix.Range, ...]]) -> list[Any] | None:
+        """The records in *every* clause: the smallest clause's records, each probed in the others.
+
+        A probe is one head-map lookup per range, so it needs ranges that name
+        every value part of the member (``ix.exact`` with all of ``ix.PARTS``);
+        ``None`` when some clause other than the one read has a range that does
+        not (the caller then matches the records instead).  When every clause
+        names whole heads, the head maps answer alone.
         """
-        if len(clauses) < 2:
-            return self.candidates(clauses)
-        best, cands = self._smallest(clauses)
-        probes: list[list[tuple[set[str], str]]] = []
-        for k, cl in enumerate(clauses):
-            if k == best:
-                continue
-            heads = []
-            for rng in cl:
-                head = exact_head(rng)
-                if head is None:
-                    return None
-                heads.append((self.sets.get(rng.field, set()), head))
-            probes.append(heads)
-        out: list[str] = []
-        for rid in cands:
-            for heads in probes:
-                for members, head in heads:
-                    if head + rid in members:
+        if not clauses:
+            if self.records is not None:
+                return list(self.records.values())
+            return list(self.fields.get("id", _EMPTY))
+        if len(clauses) == 1:
+            only = self._headed(clauses[0])
+            if only is not None and len(only) <= 1:  # one head (a label key=value...): its records
+                if not only:
+                    return []
+                return list(only[0]) if type(only[0]) is set else [only[0]]
+        headed = [self._headed(cl) for cl in clauses]
+        if all(h is not None for h in headed):
+            sizes = [sum(len(c) if type(c) is set else 1 for c in h or ()) for h in headed]
+            best = min(range(len(clauses)), key=sizes.__getitem__)
+            entries = headed[best] or []
+            if len(entries) == 1:
+                first = entries[0]
+                cands: list[Any] = list(first) if type(first) is set else [first]
+            else:  # an OR of heads: a record may be under two of them (Config.Image and Image)
+                cands = list(dict.fromkeys(r for c in entries for r in (c if type(c) is set else (c,))))
+        else:
+            best, rids = self._smallest(clauses)
+            if any(h is None for k, h in enumerate(headed) if k != best):
+                return None
+            cands = [r for r in map(self._record, rids) if r is not None]
+        probes = [h or [] for k, h in enumerate(headed) if k != best]
+        if not probes:
+            return cands
+        out = []
+        for rec in cands:
+            for entries in probes:
+                for cur in entries:
+                    if (rec in cur) if type(cur) is set else cur == rec:
                         break  # this clause holds
                 else:
-                    break  # this clause does not: rid is out
+                    break  # this clause does not: the record is out
             else:
-                out.append(rid)
+                out.append(rec)
         return out
 
     def all_members(self, field: str) -> list[str]:
@@ -301,6 +443,13 @@ class MemIndex:
 
     def first_with_prefix(self, field: str, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` members starting with ``prefix`` (bisection, no scan)."""
+        if field == "id" and len(prefix) >= BUCKET:
+            cur = self.buckets.get(prefix[:BUCKET])
+            if cur is None:
+                return []
+            if type(cur) is str:
+                return [cur] if cur.startswith(prefix) and limit > 0 else []
+            return [rid for rid in cur if rid.startswith(prefix)][:limit]
         lst = self.fields.get(field, _EMPTY)
         out: list[str] = []
         if not _SUBLISTS:
@@ -337,8 +486,11 @@ class MemIndex:
             i += 1
         return out
 
-    def lookup(self, field: str, value: str) -> str | None:
-        """The record ID whose member of a ``unique`` field is ``value`` (one dict probe);
-        None if there is none, or ``field`` is not one of the index's ``unique`` fields."""
-        heads = self.heads.get(field)
-        return None if heads is None else heads.get(value)
+    def lookup(self, field: str, value: str) -> Any:
+        """The record whose member of ``field`` has the value parts ``value`` (a name: one
+        head-map probe); None if there is none."""
+        hm = self.heads.get(field)
+        cur = None if hm is None else hm.get(value + ix.SEP)
+        if type(cur) is set:  # a name is unique in the store: never held twice at one revision
+            return next(iter(cur))
+        return cur

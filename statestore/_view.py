@@ -67,70 +67,84 @@ log = logging.getLogger("statestore.view")
 _HEX_REF = re.compile(r"[0-9a-f]{1,64}")
 
 
-#: a record in memory: (version, stored bytes, Created, status, index members); Created is
-#: what _filters.sort_key and before/since compare; the members (``_indexes.pairs``) share
-#: their strings with the index, so an update is diffed without parsing the old record
-Row = tuple[int, bytes, str, str, _indexes.Pairs]
+class _Rec:
+    """One record of the view: its version, stored bytes, ``Created`` (what
+    _filters.sort_key and before/since compare), derived status (a shared constant;
+    "" for execs) and index members (``_indexes.pairs``, sharing their strings with
+    the index, so an update is diffed without parsing the old record).
+
+    The holder stays the same object while the record exists (an update rewrites
+    its fields under the view's lock; a lock-free reader reads only ``raw``, one
+    attribute); the index's head maps point at holders, so a selective list goes
+    from a label straight to its records, one object each.
+    """
+
+    __slots__ = ("id", "version", "raw", "created", "status", "pairs")
+
+    def __init__(self, rid: str, version: int, raw: bytes, created: str, status: str,
+                 pairs: _indexes.Pairs) -> None:
+        self.id = rid
+        self.version = version
+        self.raw = raw
+        self.created = created
+        self.status = status
+        self.pairs = pairs
 
 
 class _Table:
-    """Records of one kind: id -> row (version, raw bytes, ...), plus the store's index members in memory.
+    """Records of one kind: id -> record holder, plus the store's index members in memory.
 
     Only the stored bytes are kept (no parsed documents: a View of 100,000
-    containers stays within about 3x the JSON it holds); ``index`` holds the
-    members the store keeps in its sorted sets (``_indexes``), kept up with the
-    same members a commit writes, so the planner's ranges are answered here as
+    containers stays within 3x the JSON it holds); ``index`` holds the members
+    the store keeps in its sorted sets (``_indexes``), kept up with the same
+    members a commit writes, so the planner's ranges are answered here as
     fetch.lua answers them from Redis.
     """
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        # id -> (version, raw bytes, Created, status, members): Created sorts a list and the
-        # status answers the default "running only" clause without parsing records (status
-        # strings are shared constants; "" for execs)
-        self.rows: dict[str, Row] = {}
-        self.index = MemIndex(unique=("name",) if kind == KIND_CONTAINER else ())
+        self.rows: dict[str, _Rec] = {}
+        self.index = MemIndex(records=self.rows)
 
-    def row(self, version: int, raw: bytes, doc: dict[str, Any]) -> Row:
+    def record(self, rid: str, version: int, raw: bytes, doc: dict[str, Any]) -> _Rec:
         status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
-        return version, raw, str(doc.get("Created") or ""), status, _indexes.pairs(self.kind, doc)
+        return _Rec(rid, version, raw, str(doc.get("Created") or ""), status, _indexes.pairs(self.kind, doc))
 
     def put(self, rid: str, version: int, raw: bytes, doc: dict[str, Any] | None = None,
             force: bool = False) -> bool:
         """Store a record's new version (``doc``: its document, already parsed and validated;
         only read here).  False if the view holds that version or a newer one."""
-        old = self.rows.get(rid)
-        if old is not None and old[0] >= version and not (force and old[1] != raw):
+        rec = self.rows.get(rid)
+        if rec is not None and rec.version >= version and not (force and rec.raw != raw):
             return False  # never go back to an older version (unless the store itself did)
-        row = self.row(version, raw, doc if doc is not None else orjson.loads(raw))
-        if old is None:
-            self.index.insert(row[4])
+        new = self.record(rid, version, raw, doc if doc is not None else orjson.loads(raw))
+        if rec is None:
+            self.rows[rid] = new
+            self.index.insert(new.pairs, new)
         else:
-            members = self.index.change(old[4], row[4])
-            if members is not row[4]:
-                row = (*row[:4], members)
-        self.rows[rid] = row
+            rec.pairs = self.index.change(rec.pairs, new.pairs, rec)
+            rec.version, rec.raw, rec.created, rec.status = new.version, new.raw, new.created, new.status
         return True
 
     def remove(self, rid: str, version: int | None = None) -> None:
-        old = self.rows.get(rid)
-        if old is None or (version is not None and old[0] > version):
+        rec = self.rows.get(rid)
+        if rec is None or (version is not None and rec.version > version):
             return
         del self.rows[rid]
-        self.index.delete(old[4])
+        self.index.delete(rec.pairs, rec)
 
     def reindex(self) -> None:
         """Rebuild every index from the rows' members (one sort per field, nothing parsed)."""
-        self.index.rebuild(row[4] for row in self.rows.values())
+        self.index.rebuild((rec.pairs, rec) for rec in self.rows.values())
 
-    def resolve(self, ref: str) -> str:
+    def resolve(self, ref: str) -> _Rec:
         """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
         if self.kind == KIND_CONTAINER and isinstance(ref, str):
             # a stored name is a valid reference: no need to parse it (an existing full ID
             # still comes first)
-            rid = self.index.lookup("name", ref[1:] if ref[:1] == "/" else ref)
-            if rid is not None and not (len(ref) == 64 and ref in self.rows):
-                return rid
+            named: _Rec | None = self.index.lookup("name", ref[1:] if ref[:1] == "/" else ref)
+            if named is not None and not (len(ref) == 64 and ref in self.rows):
+                return named
         # (an exact name was looked up above: the same dict, the same key)
         if type(ref) is str and _HEX_REF.fullmatch(ref):
             bare = ref  # lowercase hex: what parse_reference would find (a full ID or an ID prefix)
@@ -139,13 +153,14 @@ class _Table:
             if not r.hex_prefix:
                 raise NotFoundError(self.kind, ref)
             bare = r.bare
-        if len(bare) == 64 and bare in self.rows:
-            return bare
+        rec = self.rows.get(bare) if len(bare) == 64 else None
+        if rec is not None:
+            return rec
         hits = self.index.first_with_prefix("id", bare, 2)
         if len(hits) > 1:
             raise AmbiguousReferenceError(self.kind, ref)
         if hits:
-            return hits[0]
+            return self.rows[hits[0]]
         raise NotFoundError(self.kind, ref)
 
 
@@ -233,7 +248,7 @@ class View:
             raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
         # per record only its row (raw bytes and index members), not its parsed document (a
         # relist of 100,000 containers would otherwise hold every document at once)
-        fresh: dict[str, list[tuple[str, Row]]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        fresh: dict[str, list[_Rec]] = {KIND_CONTAINER: [], KIND_EXEC: []}
         for table, pairs in ((self._containers, groups[0]), (self._execs, groups[1])):
             kind = table.kind
             for rid, raw in pairs:
@@ -243,15 +258,19 @@ class View:
                 except CorruptRecordError as exc:
                     log.warning("view: skipping %s", exc)
                     continue
-                fresh[kind].append((rid, table.row(rec.version, bytes(raw), rec._d)))
+                fresh[kind].append(table.record(rid, rec.version, bytes(raw), rec._d))
         with self._cond:
             for kind, table in ((KIND_CONTAINER, self._containers), (KIND_EXEC, self._execs)):
                 seen = set()
-                for rid, row in fresh[kind]:
-                    seen.add(rid)
-                    old = table.rows.get(rid)
-                    if old is None or old[0] < row[0] or (authoritative and old[1] != row[1]):
-                        table.rows[rid] = row
+                for new in fresh[kind]:
+                    seen.add(new.id)
+                    held = table.rows.get(new.id)
+                    if held is None:
+                        table.rows[new.id] = new
+                    elif held.version < new.version or (authoritative and held.raw != new.raw):
+                        # the holder stays (the index is rebuilt below from every holder's members)
+                        held.version, held.raw, held.created = new.version, new.raw, new.created
+                        held.status, held.pairs = new.status, new.pairs
                 for rid in [r for r in table.rows if r not in seen]:
                     del table.rows[rid]  # deleted since the view's position
                 table.reindex()  # one sort per index field, not an insertion per record
@@ -354,20 +373,19 @@ class View:
         if self._error is not None:
             raise self._error
         table = self._containers
-        # full ID: one dict lookup (rows hold immutable tuples, so no lock)
-        row = table.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
-        if row is None:
+        # full ID: one dict lookup, no lock (only the holder's raw bytes are read: one attribute)
+        found = table.rows.get(ref) if type(ref) is str and len(ref) == 64 else None
+        if found is None:
             with self._lock:
-                row = table.rows[table.resolve(ref)]
-        rec: Container = Container._from_valid_bytes(row[1])
+                found = table.resolve(ref)
+        rec: Container = Container._from_valid_bytes(found.raw)
         return rec
 
     def get_exec(self, ref: str) -> ExecConfig:
         """Like ``store.execs.get``, from memory."""
         self._check()
         with self._lock:
-            rid = self._execs.resolve(ref)
-            raw = self._execs.rows[rid][1]
+            raw = self._execs.resolve(ref).raw
         rec: ExecConfig = ExecConfig._from_valid_bytes(raw)
         return rec
 
@@ -387,8 +405,16 @@ class View:
             raise self._error
         RecordList, _finish_list = _store_parts()
         try:
-            key: Any = (frozenset((k, v if isinstance(v, str) else tuple(v)) for k, v in filters.items())
-                        if filters is not None else None, all, limit)
+            fkey: Any = None
+            if filters is not None:
+                # the arguments as given when every value is a string (the common case: cheap),
+                # else by content (a list's contents, not the list object, decide the plan)
+                fkey = tuple(filters.items())
+                for _, v in fkey:
+                    if type(v) is not str:
+                        fkey = frozenset((k, v if isinstance(v, str) else tuple(v)) for k, v in filters.items())
+                        break
+            key: Any = (fkey, all, limit)
             planned = self._plans.get(key)
         except (TypeError, AttributeError):  # not hashable: validated (and refused) by make_query below
             key, planned = None, None
@@ -407,14 +433,13 @@ class View:
         statuses = planned.statuses
         with self._lock:
             rows = table.rows
-            exact = table.index.select(planned.indexed) if planned.exact else None
+            exact: builtins.list[_Rec] | None = table.index.select(planned.indexed) if planned.exact else None
             if exact is not None:
                 # the indexes answer the whole query: no record is parsed, only sorted by Created
                 hits = []
-                for rid in exact:
-                    row = rows.get(rid)
-                    if row is not None and (statuses is None or row[3] in statuses):
-                        hits.append((row[2], rid, row[1]))
+                for rec in exact:
+                    if statuses is None or rec.status in statuses:
+                        hits.append((rec.created, rec.id, rec.raw))
                 rev = self._revision
             elif fld is not None:
                 ids = [_indexes.member_id(m) for m in table.index.all_members(fld)
@@ -422,7 +447,7 @@ class View:
             else:
                 ids = table.index.candidates(clauses)
             if exact is None:
-                raws = [rows[rid][1] for rid in ids if rid in rows]
+                raws = [rows[rid].raw for rid in ids if rid in rows]
                 rev = self._revision
         if exact is None:
             return _finish_list(q, [orjson.loads(raw) for raw in raws], rev, (), before, since)
@@ -442,10 +467,10 @@ class View:
         table = self._execs
         with self._lock:
             if cid is None:
-                raws = [row[1] for row in table.rows.values()]
+                raws = [rec.raw for rec in table.rows.values()]
             else:
-                xids = [_indexes.member_id(m) for m in table.index.members(_indexes.exact("container", cid))]
-                raws = [table.rows[x][1] for x in xids if x in table.rows]
+                found = table.index.select([(_indexes.exact("container", cid),)]) or []
+                raws = [rec.raw for rec in sorted(found, key=lambda r: r.id)]  # in ID order, as the index
         return [ExecConfig(orjson.loads(r)) for r in raws]
 
     def __len__(self) -> int:

@@ -63,7 +63,7 @@ def test_a_view_holds_at_most_three_times_the_json_it_keeps(store: Store) -> Non
     finally:
         tracemalloc.stop()
     try:
-        json_bytes = sum(len(row[1]) for row in view._containers.rows.values())
+        json_bytes = sum(len(rec.raw) for rec in view._containers.rows.values())
         assert len(view) == 400
         assert held <= 3 * json_bytes, (held, json_bytes)
     finally:

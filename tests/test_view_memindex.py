@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from statestore import InvalidArgumentError
 from statestore import _indexes as ix
-from statestore._memindex import FEW, MemIndex
+from statestore._memindex import FEW, MemIndex, exact_head
 
 IDS = st.text("0123456789abcdef", min_size=64, max_size=64)
 # short values over an alphabet with separators, high code points and shared prefixes
@@ -67,7 +67,7 @@ def test_ranges_select_what_zrangebylex_would(ops: list[tuple[bool, str, str, st
                       for cl, n in zip(clauses, sizes, strict=True) if n <= FEW or n == min(sizes)]
         assert set(idx.candidates(clauses)) in acceptable
     rebuilt = MemIndex()
-    rebuilt.rebuild([flat("f", model)])
+    rebuilt.rebuild([(flat("f", model), None)])
     assert rebuilt.fields.get("f", []) == idx.all_members("f")
 
 
@@ -96,11 +96,12 @@ def test_diffs_keep_the_index_equal_to_a_rebuild(versions: list[tuple[dict[str, 
             idx.insert(new)
         assert kept == new
         # the record's members are the index's own strings (one copy of each in memory)
-        held = {id(m) for f, members in idx.sets.items() for m in members}
+        held = {id(m) for f, members in idx.fields.items() for m in members}
         assert all(id(kept[k]) in held for k in range(1, len(kept), 2))
         old = kept
         fresh = MemIndex()
-        fresh.rebuild([new])
+        fresh.rebuild([(new, None)])
+        assert fresh.heads == {f: m for f, m in idx.heads.items() if m}
         assert {f: m for f, m in idx.fields.items() if m} == {f: m for f, m in fresh.fields.items() if m}
         assert ix.group("container", new) == ix.container_entries(doc(cid, name, labels, running))
     assert old is not None
@@ -110,7 +111,7 @@ def test_diffs_keep_the_index_equal_to_a_rebuild(versions: list[tuple[dict[str, 
 
 def test_lookup_helpers_bisect_without_scanning() -> None:
     idx = MemIndex()
-    idx.rebuild([flat("id", {"ab" + "0" * 62, "ab" + "1" * 62, "b" * 64})])
+    idx.rebuild([(flat("id", {"ab" + "0" * 62, "ab" + "1" * 62, "b" * 64}), None)])
     assert idx.first_with_prefix("id", "ab", 2) == ["ab" + "0" * 62, "ab" + "1" * 62]
     assert idx.first_with_prefix("id", "b", 2) == ["b" * 64]
     assert idx.first_with_prefix("id", "c", 2) == []
@@ -140,14 +141,14 @@ def test_a_clause_over_few_members_is_counted_and_the_smallest_taken() -> None:
 @pytest.mark.parametrize("sublists", [True, False], ids=["sublists", "irange"])
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text("0123", min_size=1, max_size=6), min_size=0, max_size=3000),
-       st.lists(st.text("0123", max_size=4), min_size=1, max_size=20), st.integers(1, 3))
+       st.lists(st.text("0123", max_size=7), min_size=1, max_size=20), st.integers(1, 3))
 def test_first_with_prefix_walks_across_sublists(sublists: bool, values: list[str], prefixes: list[str],
                                                  limit: int) -> None:
     """Thousands of members put several SortedList sublists in play; a prefix run may cross them."""
     import statestore._memindex as mi
 
     idx = MemIndex()
-    idx.rebuild([flat("id", set(values))])
+    idx.rebuild([(flat("id", set(values)), None)])
     for v in values[::7]:  # adds and removals split and join sublists
         idx.discard("id", v)
         idx.add("id", v + "0")
@@ -172,7 +173,7 @@ def test_the_installed_sortedcontainers_keeps_sublists() -> None:
                           st.booleans()), max_size=30))
 def test_unique_names_map_to_their_record_like_the_name_index(ops: list[tuple[str, str, bool]]) -> None:
     """``lookup`` answers what the name field's members say, after renames, deletes and rebuilds."""
-    idx = MemIndex(unique=("name",))
+    idx = MemIndex()
     docs: dict[str, dict[str, Any]] = {}
     held: dict[str, ix.Pairs] = {}
     for cid, name, keep in ops:
@@ -190,12 +191,12 @@ def test_unique_names_map_to_their_record_like_the_name_index(ops: list[tuple[st
             held[cid] = new if old is None else idx.change(old, new)
             docs[cid] = doc(cid, name, {}, True)
         expect = {d["Name"][1:]: k for k, d in docs.items()}
-        assert idx.heads["name"] == expect
+        assert idx.heads.get("name", {}) == {n + ix.SEP: k for n, k in expect.items()}
         assert all(idx.lookup("name", n) == k for n, k in expect.items())
         assert idx.lookup("name", "nope") is None
-    fresh = MemIndex(unique=("name",))
-    fresh.rebuild([ix.container_pairs(d) for d in docs.values()])
-    assert fresh.heads == idx.heads
+    fresh = MemIndex()
+    fresh.rebuild([(ix.container_pairs(d), None) for d in docs.values()])
+    assert fresh.heads.get("name", {}) == idx.heads.get("name", {})
 
 
 def test_a_prefix_run_across_sublist_boundaries_is_read_whole() -> None:
@@ -203,7 +204,7 @@ def test_a_prefix_run_across_sublist_boundaries_is_read_whole() -> None:
 
     members = {"".join(t) for t in itertools.product("0123", repeat=6)}  # 4,096 members
     idx = MemIndex()
-    idx.rebuild([flat("id", members)])
+    idx.rebuild([(flat("id", members), None)])
     lst = idx.fields["id"]
     assert len(lst._lists) > 1  # several sublists: the walk must cross from one to the next
     for sub in lst._lists[:-1]:
@@ -211,3 +212,70 @@ def test_a_prefix_run_across_sublist_boundaries_is_read_whole() -> None:
         for p in (last[:3], last[:5], last[:1], last):
             expect = sorted(m for m in members if m.startswith(p))
             assert idx.first_with_prefix("id", p, len(expect) + 1) == expect
+
+
+class Holder:
+    """A record as the View indexes it: an object compared by identity, not its ID."""
+
+    def __init__(self, rid: str) -> None:
+        self.id = rid
+
+
+CLAUSE_POOL = [
+    (ix.exact("label", "app", "web"),), (ix.exact("label", "app", "db"),), (ix.exact("label", "tier", "x"),),
+    (ix.exact("status", "running"),), (ix.exact("status", "running"), ix.exact("status", "exited")),
+    (ix.exact("image", "busybox"), ix.exact("image", "sha256:" + "1" * 64)),
+    (ix.exact("label", "app"),),  # a key-only label: a prefix of heads, answered by the sorted members
+    (ix.prefix("image", "sha256:1"),),
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.dictionaries(st.sampled_from(["app", "tier"]),
+                                                               st.sampled_from(["web", "db", "x"])),
+                          st.sampled_from(["web", "db", "x", "y"]), st.booleans(), st.booleans()),
+                min_size=1, max_size=25),
+       st.lists(st.lists(st.sampled_from(CLAUSE_POOL), min_size=0, max_size=3), min_size=1, max_size=6))
+def test_select_finds_the_records_in_every_clause(
+        ops: list[tuple[int, dict[str, str], str, bool, bool]], plans: list[list[tuple[ix.Range, ...]]]) -> None:
+    """Head maps and sorted members answer ``select`` as a brute-force match of the members would,
+    after creates, changes and deletes, for holders (the View's records) and after a rebuild."""
+    records: dict[str, Holder] = {}
+    idx = MemIndex(records=records)
+    held: dict[str, ix.Pairs] = {}
+    for n, labels, name, running, keep in ops:
+        cid = f"{n:x}" * 64
+        new = ix.container_pairs(doc(cid, f"{name}{n}", labels, running)) if keep else None
+        old = held.pop(cid, None)
+        if new is None:
+            if old is not None:
+                idx.delete(old, records.pop(cid))
+            continue
+        if old is None:
+            records[cid] = Holder(cid)
+            idx.insert(new, records[cid])
+            held[cid] = new
+        else:
+            held[cid] = idx.change(old, new, records[cid])
+    rebuilt = MemIndex(records=records)
+    rebuilt.rebuild([(held[cid], records[cid]) for cid in held])
+    assert rebuilt.heads == {f: hm for f, hm in idx.heads.items() if hm}
+
+    def members_in(cid: str, clause: tuple[ix.Range, ...]) -> bool:
+        flat = held[cid]
+        return any(rng.field == flat[k] and flat[k + 1] in brute([flat[k + 1]], rng)
+                   for rng in clause for k in range(0, len(flat), 2))
+
+    for plan in plans:
+        expect = {cid for cid in held if all(members_in(cid, cl) for cl in plan)}
+        for index in (idx, rebuilt):
+            got = index.select(plan)
+            if got is None:  # some clause besides the one read needs the records matched
+                assert any(exact_head(r) is None for cl in plan for r in cl)
+                continue
+            assert all(isinstance(r, Holder) for r in got)
+            assert sorted(r.id for r in got) == sorted(expect)
+    for cid in held:
+        name = held[cid][3][: -ix.ID_LEN - 1]
+        assert idx.lookup("name", name) is records[cid]
+        assert rebuilt.lookup("name", name) is records[cid]

@@ -484,7 +484,7 @@ def scale_rows(url: str, client: redis.Redis, ns: str, n: int, rng: random.Rando
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    rows_json = sum(len(row[1]) for row in view._containers.rows.values())
+    rows_json = sum(len(rec.raw) for rec in view._containers.rows.values())
     mem_ratio = held / rows_json
     rows = [Row(f"View memory, {n:,} containers (MB)", f"{held / 1e6:,.0f}", f"{rows_json / 1e6:,.0f}",
                 f"{mem_ratio:.2f}x", "<= 3x", "PASS" if mem_ratio <= 3.0 else "MISS",
