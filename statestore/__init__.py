@@ -40,7 +40,8 @@ from ._model import (
     ProcessConfig,
     State,
 )
-from ._store import Containers, Execs, RecordList, Snapshot, Store
+from ._results import RecordList
+from ._store import Containers, Execs, Snapshot, Store
 from ._view import View
 from ._watch import Event, Watch, parse_revision
 

@@ -49,7 +49,7 @@ import shlex
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 import redis
@@ -58,13 +58,38 @@ from redis.sentinel import SentinelConnectionPool
 
 from . import _codec, _indexes
 from ._cluster import untyped
-from ._engine import Plan, Tx
+from ._engine import Engine, Plan, Tx
 from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError
 from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import ID_RE, META, Container, ExecConfig, _Record, normalize_name
 
-if TYPE_CHECKING:
-    from ._store import Store
+
+class _Writer(Protocol):
+    def _write(self, plan: Plan, kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
+
+
+class FsckSource(Protocol):
+    """What fsck uses of the store it checks (a ``Store``): its namespace, keys, record size
+    cap, client and engine, and the containers' commit planning (repairs write as commits do)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def keys(self) -> KeySchema: ...
+
+    @property
+    def max_record_bytes(self) -> int: ...
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def _engine(self) -> Engine: ...
+
+    @property
+    def containers(self) -> _Writer: ...
+
 
 ERROR: Final = "error"
 WARNING: Final = "warning"
@@ -213,7 +238,7 @@ def _s(v: Any) -> str:
     return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
 
 
-def read_namespace(store: Store) -> Scanned:
+def read_namespace(store: FsckSource) -> Scanned:
     """Every key of the namespace with its type and (for strings and sorted sets) value."""
     client, engine = store.client, store._engine
     pattern = store.keys.match_all
@@ -713,7 +738,7 @@ def _finish(plan: Plan) -> Plan:
 
 
 class _Repairer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: FsckSource) -> None:
         self.store = store
         self.keys = store.keys
         self.max = store.max_record_bytes
@@ -843,7 +868,7 @@ class _Repairer:
         return _finish(plan)
 
 
-def repair(store: Store, analysis: Analysis) -> None:
+def repair(store: FsckSource, analysis: Analysis) -> None:
     """Run every repair task of ``analysis``, each in its own transaction; mark the problems it fixed."""
     engine = store._engine
     fixer = _Repairer(store)
@@ -917,7 +942,7 @@ def redis_cli(client: redis.Redis) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def run_fsck(store: Store, repair_: bool = False) -> FsckReport:
+def run_fsck(store: FsckSource, repair_: bool = False) -> FsckReport:
     """``Store.fsck``: read the namespace, check it, and with ``repair_`` run the repairs.
 
     When the first scan finds problems, a second scan confirms them: only what both found is

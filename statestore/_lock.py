@@ -55,14 +55,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
+import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._clients import derive_client
-from ._engine import Fence, Script
+from ._engine import Engine, Fence, Script, _read_lua
 from ._errors import (
     DurabilityError,
     InvalidArgumentError,
@@ -71,10 +72,33 @@ from ._errors import (
     NotFoundError,
     StateStoreError,
 )
+from ._keys import KeySchema
 from ._refs import parse_reference
 
-if TYPE_CHECKING:
-    from ._store import Store
+
+class _Resolver(Protocol):
+    def resolve(self, ref: str) -> str: ...
+
+
+class LockSource(Protocol):
+    """What the locks use of the store that makes them (a ``Store``): its namespace, keys,
+    client (cloned for the renewer) and engine, and reference resolution."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def keys(self) -> KeySchema: ...
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def _engine(self) -> Engine: ...
+
+    @property
+    def containers(self) -> _Resolver: ...
+
 
 log = logging.getLogger("statestore.lock")
 
@@ -227,7 +251,7 @@ def _bounded_client(client: Any) -> Any:
 class LockManager:
     """Acquires, renews and releases the leases of one store."""
 
-    def __init__(self, store: Store, replica_id: str | None, wedged_after: float) -> None:
+    def __init__(self, store: LockSource, replica_id: str | None, wedged_after: float) -> None:
         self.store = store
         self.wedged_after = _positive("wedged_after", wedged_after)
         self.holder = {
@@ -236,13 +260,12 @@ class LockManager:
             "pid": os.getpid(),
         }
         client = store.client
-        from ._store import _load_script
 
         self._client = client
-        self._acquire_script = Script(_load_script("lock_acquire.lua"))
-        self._release_script = Script(_load_script("lock_release.lua"))
+        self._acquire_script = Script(_read_lua("lock_acquire.lua"))
+        self._release_script = Script(_read_lua("lock_release.lua"))
         self._renew_client = _bounded_client(client)
-        self._renew_script = Script(_load_script("lock_renew.lua"))
+        self._renew_script = Script(_read_lua("lock_renew.lua"))
         sock_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
         self._max_block = 1.0 if not sock_timeout else max(0.01, float(sock_timeout) * 0.8)
         self._heap: list[tuple[float, int, Lease]] = []

@@ -46,6 +46,7 @@ from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockInfo, LockManager
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
+from ._results import RecordList, finish_list
 from ._state import derive_status
 from ._urls import MultiHostURL, is_multi_host, parse_multi_host
 from ._view import View
@@ -65,24 +66,6 @@ _AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the sho
 
 def _s(v: Any) -> str:
     return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
-
-
-def _load_script(name: str) -> str:
-    return _read_lua(name)
-
-
-class RecordList(list[R]):
-    """A list of records plus the change-log revision it was read at, the
-    corrupt records that were skipped (so one bad record never breaks ``ps``)
-    and ``warnings``: index problems the read worked around, each naming the
-    key (also logged on the ``statestore.index`` logger)."""
-
-    def __init__(self, items: Iterable[R] = (), revision: str | None = None,
-                 corrupt: Iterable[CorruptRecordError] = (), warnings: Iterable[str] = ()) -> None:
-        super().__init__(items)
-        self.revision = revision
-        self.corrupt: tuple[CorruptRecordError, ...] = tuple(corrupt)
-        self.warnings: tuple[str, ...] = tuple(warnings)
 
 
 @dataclass(frozen=True)
@@ -111,17 +94,7 @@ class Snapshot:
         before = self.get(q.values("before")[0]).created if q.values("before") else None
         since = self.get(q.values("since")[0]).created if q.values("since") else None
         docs = [c.to_dict() for c in self.containers.values()]  # callers get copies, not ours
-        return _finish_list(q, docs, self.revision, (), before, since)
-
-
-def _finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | None,
-                 corrupt: Iterable[CorruptRecordError], before: str | None,
-                 since: str | None, warnings: Iterable[str] = ()) -> RecordList[Container]:
-    hits = [d for d in docs if _filters.matches(q, d, before, since)]
-    hits.sort(key=_filters.sort_key, reverse=True)
-    if q.limit is not None:
-        hits = hits[: q.limit]
-    return RecordList((Container(d) for d in hits), revision, corrupt, warnings)
+        return finish_list(q, docs, self.revision, (), before, since)
 
 
 class _Repository(Generic[R]):
@@ -666,7 +639,7 @@ class Containers(_Repository[Container]):
             rev, groups = self._store._fetch(
                 [(KIND_CONTAINER, "ranges", clauses or [(_indexes.everything("id"),)])], warnings)
         recs, corrupt = self._store._decode_group(KIND_CONTAINER, groups[0])
-        return _finish_list(q, [c._d for c in recs], rev, corrupt, before, since, warnings)
+        return finish_list(q, [c._d for c in recs], rev, corrupt, before, since, warnings)
 
 
 class Execs(_Repository[ExecConfig]):
@@ -865,8 +838,8 @@ class Store:
         self._owns_client = False
         self._engine = Engine(self.client, conflict_attempts=conflict_attempts,
                               unavailable_timeout=unavailable_timeout, durability=durable)
-        self._resolve_script = Script(_load_script("resolve.lua"))
-        self._fetch_script = Script(_load_script("fetch.lua"))
+        self._resolve_script = Script(_read_lua("resolve.lua"))
+        self._fetch_script = Script(_read_lua("fetch.lua"))
         self.containers = Containers(self)
         self.execs = Execs(self)
         self._locks = LockManager(self, replica_id, wedged_after)

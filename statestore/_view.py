@@ -32,13 +32,12 @@ replica answers ``ps``/``inspect`` without a round trip.
 from __future__ import annotations
 
 import builtins
-import functools
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 
@@ -51,15 +50,30 @@ from ._errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from ._keys import KIND_CONTAINER, KIND_EXEC
+from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._memindex import MemIndex, exact_head
 from ._model import Container, ExecConfig
 from ._refs import parse_reference
+from ._results import RecordList, finish_list
 from ._state import derive_status
 from ._watch import Event, Watch, revision_key
 
-if TYPE_CHECKING:
-    from ._store import RecordList, Store
+
+class ViewSource(Protocol):
+    """What a View uses of the store that makes it (a ``Store``): the keys, the record size
+    cap, the atomic read everything is listed with, and watches."""
+
+    @property
+    def keys(self) -> KeySchema: ...
+
+    @property
+    def max_record_bytes(self) -> int: ...
+
+    def _fetch(self, groups: builtins.list[tuple[str, str, Any]], warnings: builtins.list[str] | None = None,
+               ) -> tuple[str | None, builtins.list[builtins.list[tuple[str, Any]]]]: ...
+
+    def watch(self, since: str | None = None, *, block: float = 1.0) -> Watch: ...
+
 
 log = logging.getLogger("statestore.view")
 
@@ -202,17 +216,10 @@ def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
     return frozenset(out)
 
 
-@functools.cache
-def _store_parts() -> tuple[type[RecordList[Any]], Callable[..., RecordList[Container]]]:
-    """``_store``'s list result and finisher (``_store`` imports this module: looked up once, on first use)."""
-    from ._store import RecordList, _finish_list
-    return RecordList, _finish_list
-
-
 class View:
     """An in-process, watch-fed copy of every record of a namespace."""
 
-    def __init__(self, store: Store, *, block: float = 0.5) -> None:
+    def __init__(self, store: ViewSource, *, block: float = 0.5) -> None:
         self._store = store
         self._block = block
         self._containers = _Table(KIND_CONTAINER)
@@ -399,11 +406,10 @@ class View:
         default "running only"; before/since compare ``Created``), the clauses
         are intersected and no record is parsed; otherwise only the smallest
         clause's records are decoded and matched, then sorted and cut as the
-        store does (``_finish_list``).
+        store does (``_results.finish_list``).
         """
         if self._error is not None:
             raise self._error
-        RecordList, _finish_list = _store_parts()
         try:
             fkey: Any = None
             if filters is not None:
@@ -450,7 +456,7 @@ class View:
                 raws = [rows[rid].raw for rid in ids if rid in rows]
                 rev = self._revision
         if exact is None:
-            return _finish_list(q, [orjson.loads(raw) for raw in raws], rev, (), before, since)
+            return finish_list(q, [orjson.loads(raw) for raw in raws], rev, (), before, since)
         if before is not None:
             hits = [h for h in hits if h[0] < before]
         if since is not None:

@@ -67,7 +67,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 import redis
@@ -87,11 +87,31 @@ from ._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from ._keys import KIND_CONTAINER, KIND_EXEC
+from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import Container, ExecConfig
 
-if TYPE_CHECKING:
-    from ._store import Store
+
+class _ContainerLookup(Protocol):
+    def get(self, ref: str) -> Container: ...
+
+
+class WatchSource(Protocol):
+    """What a watch uses of the store that makes it (a ``Store``): its client (cloned for
+    blocking reads), keys and record size cap, and container lookups (the name of an exec
+    event's container, for a name selector)."""
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def keys(self) -> KeySchema: ...
+
+    @property
+    def max_record_bytes(self) -> int: ...
+
+    @property
+    def containers(self) -> _ContainerLookup: ...
+
 
 log = logging.getLogger("statestore.watch")
 
@@ -186,7 +206,7 @@ class Watch(Iterator[Event]):
 
     def __init__(
         self,
-        store: Store,
+        store: WatchSource,
         since: str | None = None,
         *,
         kinds: Iterable[str] | None = None,

@@ -1,0 +1,42 @@
+"""What a list read returns (pure): ``RecordList`` and the finishing step every back end shares.
+
+The store (records read from Redis), snapshots and the View (records held in
+memory) answer ``docker ps`` with the same last step: match the candidates
+against the whole query, sort newest first, cut at the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from . import _filters
+from ._errors import CorruptRecordError
+from ._model import Container, _Record
+
+R = TypeVar("R", bound=_Record)
+
+
+class RecordList(list[R]):
+    """A list of records plus the change-log revision it was read at, the
+    corrupt records that were skipped (so one bad record never breaks ``ps``)
+    and ``warnings``: index problems the read worked around, each naming the
+    key (also logged on the ``statestore.index`` logger)."""
+
+    def __init__(self, items: Iterable[R] = (), revision: str | None = None,
+                 corrupt: Iterable[CorruptRecordError] = (), warnings: Iterable[str] = ()) -> None:
+        super().__init__(items)
+        self.revision = revision
+        self.corrupt: tuple[CorruptRecordError, ...] = tuple(corrupt)
+        self.warnings: tuple[str, ...] = tuple(warnings)
+
+
+def finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | None,
+                corrupt: Iterable[CorruptRecordError], before: str | None,
+                since: str | None, warnings: Iterable[str] = ()) -> RecordList[Container]:
+    """The candidates' documents matching ``q``, newest first, cut at its limit, as records."""
+    hits = [d for d in docs if _filters.matches(q, d, before, since)]
+    hits.sort(key=_filters.sort_key, reverse=True)
+    if q.limit is not None:
+        hits = hits[: q.limit]
+    return RecordList((Container(d) for d in hits), revision, corrupt, warnings)
