@@ -58,34 +58,20 @@ from redis.sentinel import SentinelConnectionPool
 
 from . import _codec, _indexes
 from ._cluster import untyped
-from ._engine import Engine, Plan, Tx
+from ._engine import Plan, Tx
 from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError
 from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import ID_RE, META, Container, ExecConfig, _Record, normalize_name
+from ._parts import StoreParts
 
 
 class _Writer(Protocol):
     def _write(self, plan: Plan, kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None: ...
 
 
-class FsckSource(Protocol):
+class FsckSource(StoreParts, Protocol):
     """What fsck uses of the store it checks (a ``Store``): its namespace, keys, record size
     cap, client and engine, and the containers' commit planning (repairs write as commits do)."""
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def keys(self) -> KeySchema: ...
-
-    @property
-    def max_record_bytes(self) -> int: ...
-
-    @property
-    def client(self) -> redis.Redis: ...
-
-    @property
-    def _engine(self) -> Engine: ...
 
     @property
     def containers(self) -> _Writer: ...

@@ -58,12 +58,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ._clients import derive_client
-from ._engine import Engine, Fence, Script, _read_lua
+from ._engine import Fence, Script, _read_lua
 from ._errors import (
     DurabilityError,
     InvalidArgumentError,
@@ -72,7 +71,7 @@ from ._errors import (
     NotFoundError,
     StateStoreError,
 )
-from ._keys import KeySchema
+from ._parts import StoreParts
 from ._refs import parse_reference
 
 
@@ -80,21 +79,9 @@ class _Resolver(Protocol):
     def resolve(self, ref: str) -> str: ...
 
 
-class LockSource(Protocol):
+class LockSource(StoreParts, Protocol):
     """What the locks use of the store that makes them (a ``Store``): its namespace, keys,
     client (cloned for the renewer) and engine, and reference resolution."""
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def keys(self) -> KeySchema: ...
-
-    @property
-    def client(self) -> redis.Redis: ...
-
-    @property
-    def _engine(self) -> Engine: ...
 
     @property
     def containers(self) -> _Resolver: ...

@@ -50,24 +50,19 @@ from ._errors import (
     NotFoundError,
     StoreUnavailableError,
 )
-from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._keys import KIND_CONTAINER, KIND_EXEC
 from ._memindex import MemIndex, exact_head
 from ._model import Container, ExecConfig
+from ._parts import StoreParts
 from ._refs import parse_reference
 from ._results import RecordList, finish_list
 from ._state import derive_status
 from ._watch import Event, Watch, revision_key
 
 
-class ViewSource(Protocol):
+class ViewSource(StoreParts, Protocol):
     """What a View uses of the store that makes it (a ``Store``): the keys, the record size
     cap, the atomic read everything is listed with, and watches."""
-
-    @property
-    def keys(self) -> KeySchema: ...
-
-    @property
-    def max_record_bytes(self) -> int: ...
 
     def _fetch(self, groups: builtins.list[tuple[str, str, Any]], warnings: builtins.list[str] | None = None,
                ) -> tuple[str | None, builtins.list[builtins.list[tuple[str, Any]]]]: ...

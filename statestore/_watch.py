@@ -87,27 +87,19 @@ from ._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from ._keys import KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._keys import KIND_CONTAINER, KIND_EXEC
 from ._model import Container, ExecConfig
+from ._parts import StoreParts
 
 
 class _ContainerLookup(Protocol):
     def get(self, ref: str) -> Container: ...
 
 
-class WatchSource(Protocol):
+class WatchSource(StoreParts, Protocol):
     """What a watch uses of the store that makes it (a ``Store``): its client (cloned for
     blocking reads), keys and record size cap, and container lookups (the name of an exec
     event's container, for a name selector)."""
-
-    @property
-    def client(self) -> redis.Redis: ...
-
-    @property
-    def keys(self) -> KeySchema: ...
-
-    @property
-    def max_record_bytes(self) -> int: ...
 
     @property
     def containers(self) -> _ContainerLookup: ...

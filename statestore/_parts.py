@@ -1,0 +1,37 @@
+"""What the store's parts read of the ``Store`` that wires them (a Protocol, so none imports it).
+
+The watch, the view, the locks and fsck are handed the ``Store`` that makes
+them; each declares what it uses as a Protocol extending ``StoreParts`` (its
+namespace, keys, client, engine, record size cap) with the few calls of its
+own, and ``mypy --strict`` checks ``Store`` against it where it hands itself
+over.  Imports then point one way: ``_store`` imports the parts, never the
+reverse.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import redis
+
+from ._engine import Engine
+from ._keys import KeySchema
+
+
+class StoreParts(Protocol):
+    """The store's settings and connections that its parts share."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def keys(self) -> KeySchema: ...
+
+    @property
+    def client(self) -> redis.Redis: ...
+
+    @property
+    def max_record_bytes(self) -> int: ...
+
+    @property
+    def _engine(self) -> Engine: ...
