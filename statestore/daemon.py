@@ -63,7 +63,6 @@ record no longer running drops the stale process handle.
 from __future__ import annotations
 
 import argparse
-import functools
 import itertools
 import logging
 import os
@@ -80,120 +79,43 @@ from types import FrameType
 from typing import Any
 
 import orjson
-import redis
 
 from . import (
     Container,
     ExecConfig,
-    InvalidArgumentError,
     InvalidStateError,
     Lease,
     NotFoundError,
     StateStoreError,
     Store,
-    StorePermissionError,
-    StoreUnavailableError,
 )
+from .workqueue import ACTIONS, GROUP, Result, WorkQueue
 
 log = logging.getLogger("statestore.daemon")
 
-GROUP = "replicas"
 COUNTER_LABEL = "statestore.actions"
-ACTIONS = ("create", "start", "stop", "restart", "pause", "unpause", "kill", "rename", "remove", "exec")
-RESULTS_MAXLEN = 100_000
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 EXIT_USAGE = 125  # a bad option, as the rest of the CLI (and docker)
 _REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 
-# --- the work queue, for producers and consumers -------------------------------------------------
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _entries(reply: Any) -> list[tuple[str, dict[str, str]]]:
-    """The entries of an XREAD/XREADGROUP reply for one stream (RESP2 list or RESP3 map)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):  # RESP3: {stream: [[entries]]}
-        raw = next(iter(reply.values()))
-        if raw and isinstance(raw[0], list) and (not raw[0] or isinstance(raw[0][0], list | tuple)):
-            raw = raw[0]
-    else:  # RESP2: [[stream, [entries]]]
-        raw = reply[0][1]
-    return [(_s(eid), {_s(k): _s(v) for k, v in (f or {}).items()}) for eid, f in raw]
+# --- the work queue, for producers and consumers (statestore.workqueue) -------------------------
 
 
 def ensure_group(store: Store) -> None:
-    """Create the work queue and its consumer group unless they exist."""
-    try:
-        store.client.xgroup_create(store.keys.work_queue, GROUP, id="0", mkstream=True)
-    except redis.exceptions.NoPermissionError as exc:
-        raise StorePermissionError(f"Redis refused access: {exc} (the daemon's ACL commands: "
-                                   "docs/operations.md, Access control)") from None
-    except redis.ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise StoreUnavailableError(f"cannot create the work queue's consumer group: {exc}") from None
-    except (redis.RedisError, OSError) as exc:
-        raise StoreUnavailableError(f"Redis is unavailable: {exc}") from None
+    """Create the work queue and its consumer group unless they exist (``WorkQueue.ensure_group``)."""
+    WorkQueue(store).ensure_group()
 
 
 def submit(store: Store, action: str, container: str, **args: Any) -> str:
-    """Put one work item on the namespace's queue; its ID (a stream entry ID).
-
-    ``container`` is the container's full ID (for ``create``, the ID to give
-    it).  ``args``: ``name`` and ``image`` (and ``labels``) for create, ``name``
-    for rename, ``force`` for remove, ``cmd`` for exec; for any action
-    ``hang=<seconds>`` (the runtime call hangs that long, holding the lock) or
-    ``fail=True`` (the runtime call fails).
-    """
-    if action not in ACTIONS:
-        raise InvalidArgumentError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
-    fields = {"action": action, "container": container, "args": orjson.dumps(args),
-              "submitted_ms": int(time.time() * 1000)}
-    return _s(store.client.xadd(store.keys.work_queue, fields))  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Result:
-    """One finished work item, as a replica reported it on the results stream."""
-
-    entry: str          # the result's own stream ID
-    item: str           # the work item's ID
-    replica: str
-    action: str
-    container: str
-    ok: bool
-    error: str
-    conflicts: int      # commit attempts retried because a watched key changed
-    duration_ms: float
-    status: str         # the container's status after the action ("" if unknown, "removed")
-    actions: int        # the container's statestore.actions counter after the action (-1 unknown)
-    deliveries: int     # 1, or more when another replica took the item over
-
-    @classmethod
-    def from_entry(cls, entry_id: str, f: dict[str, str]) -> Result:
-        def num(name: str, default: int = 0) -> int:
-            try:
-                return int(f.get(name, default))
-            except ValueError:
-                return default
-
-        return cls(entry=entry_id, item=f.get("item", ""), replica=f.get("replica", ""),
-                   action=f.get("action", ""), container=f.get("container", ""), ok=f.get("ok") == "1",
-                   error=f.get("error", ""), conflicts=num("conflicts"),
-                   duration_ms=float(f.get("duration_ms", "0") or 0), status=f.get("status", ""),
-                   actions=num("actions", -1), deliveries=num("deliveries", 1))
+    """Put one work item on the namespace's queue; its ID (``WorkQueue.submit``)."""
+    return WorkQueue(store).submit(action, container, **args)
 
 
 def read_results(store: Store, after: str = "0-0", count: int = 1000,
                  block: float | None = None) -> list[Result]:
-    """Results appended after the result entry ``after`` (``block`` seconds to wait for one)."""
-    reply = store.client.xread({store.keys.work_results: after}, count=count,
-                               block=None if block is None else max(1, int(block * 1000)))
-    return [Result.from_entry(eid, f) for eid, f in _entries(reply)]
+    """Results appended after the result entry ``after`` (``WorkQueue.results``)."""
+    return WorkQueue(store).results(after, count, block)
 
 
 def counter(c: Container) -> int:
@@ -397,8 +319,7 @@ class Replica:
         self.store = store
         self.opts = opts
         self.runtime = runtime
-        self.client = store.client
-        self.keys = store.keys
+        self.queue = WorkQueue(store)
         self.stats = Stats()
         self._stopping = threading.Event()
         self._stop_reason = ""
@@ -420,9 +341,9 @@ class Replica:
 
     def serve(self) -> int:
         o = self.opts
-        ensure_group(self.store)
+        self.queue.ensure_group()
         # visible in XINFO CONSUMERS at once (XREADGROUP creates a consumer only when it gets an item)
-        self.client.xgroup_createconsumer(self.keys.work_queue, GROUP, o.replica_id)
+        self.queue.register(o.replica_id)
         log.info("replica %s up: namespace %s, lock TTL %gs, claims items idle > %gs, %d action slots",
                  o.replica_id, self.store.namespace, o.lock_ttl, o.claim_idle_s, o.max_inflight)
         prober: threading.Thread | None = None
@@ -460,19 +381,11 @@ class Replica:
                     with self._cond:
                         self._cond.wait(0.1)
                     continue
-                block = max(1, int(min(500.0, self._touch_every * 500)))
-                reply = self.client.xreadgroup(GROUP, self.opts.replica_id, {self.keys.work_queue: ">"},
-                                               count=free, block=block)
-                for eid, fields in _entries(reply):
+                block = min(0.5, self._touch_every / 2)
+                for eid, fields in self.queue.read(self.opts.replica_id, free, block):
                     self._dispatch(eid, fields, 1)
                 backoff = 0.0
-            except redis.ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    log.warning("the work queue or its group vanished; creating them again")
-                    self._safe(lambda: ensure_group(self.store))
-                    continue
-                backoff = self._wait_backoff(backoff, exc)
-            except (redis.RedisError, OSError) as exc:
+            except StateStoreError as exc:
                 backoff = self._wait_backoff(backoff, exc)
 
     def _wait_backoff(self, backoff: float, exc: BaseException) -> float:
@@ -485,45 +398,28 @@ class Replica:
     def _safe(self, fn: Callable[[], Any]) -> None:
         try:
             fn()
-        except (redis.RedisError, OSError) as exc:
+        except StateStoreError as exc:
             log.warning("Redis error: %s", exc)
 
     # --- queue housekeeping -----------------------------------------------------------------------
     def _touch(self) -> None:
         """Reset the idle time of our in-flight items, so no replica takes them over."""
         with self._cond:
-            ids: list[Any] = list(self._inflight)
-        if ids:
-            self.client.xclaim(self.keys.work_queue, GROUP, self.opts.replica_id, 0, ids, justid=True)
+            ids = list(self._inflight)
+        self.queue.touch(self.opts.replica_id, ids)
 
     def _claim(self) -> None:
         """Take over items idle longer than claim_idle (their replica died)."""
         free = self.opts.max_inflight - len(self._inflight)
         if free <= 0 or self._stopping.is_set():
             return
-        idle_ms = int(self.opts.claim_idle_s * 1000)
-        pending = self.client.xpending_range(self.keys.work_queue, GROUP, min="-", max="+", count=free * 4,
-                                             idle=idle_ms)
-        if not pending:
-            return
-        owners = {_s(p["message_id"]): (_s(p["consumer"]), int(p["times_delivered"]),
-                                        int(p["time_since_delivered"])) for p in pending}
-        reply = self.client.xautoclaim(self.keys.work_queue, GROUP, self.opts.replica_id,
-                                       min_idle_time=idle_ms, start_id="0-0", count=free)
-        claimed = reply[1] if len(reply) > 1 else []
-        for eid_raw, fields in claimed:
-            eid = _s(eid_raw)
-            if eid in self._inflight:
+        for c in self.queue.take_over(self.opts.replica_id, self.opts.claim_idle_s, free):
+            if c.id in self._inflight:
                 continue
-            if not fields:  # deleted from the stream: nothing to do
-                self._safe(functools.partial(self.client.xack, self.keys.work_queue, GROUP, eid))
-                continue
-            owner, delivered, idle = owners.get(eid, ("?", 1, idle_ms))
-            f = {_s(k): _s(v) for k, v in fields.items()}
-            log.warning("took over item %s (%s %s) from replica %s, idle for %.1fs", eid, f.get("action"),
-                        f.get("container", "")[:12], owner, idle / 1000)
+            log.warning("took over item %s (%s %s) from replica %s, idle for %.1fs", c.id, c.fields.get("action"),
+                        c.fields.get("container", "")[:12], c.owner, c.idle_ms / 1000)
             self.stats.claimed += 1
-            self._dispatch(eid, f, delivered + 1)
+            self._dispatch(c.id, c.fields, c.deliveries)
 
     # --- one item ---------------------------------------------------------------------------------
     def _dispatch(self, eid: str, fields: dict[str, str], deliveries: int) -> None:
@@ -577,13 +473,9 @@ class Replica:
         delay = 0.05
         while True:
             try:
-                pipe = self.client.pipeline(transaction=True)
-                pipe.xack(self.keys.work_queue, GROUP, item.id)
-                pipe.xdel(self.keys.work_queue, item.id)
-                pipe.xadd(self.keys.work_results, result, maxlen=RESULTS_MAXLEN, approximate=True)
-                pipe.execute()
+                self.queue.finish(item.id, result)
                 break
-            except (redis.RedisError, OSError) as exc:
+            except StateStoreError as exc:
                 if time.monotonic() >= deadline:
                     log.error("could not record the result of item %s (%s); it stays pending: %s",
                               item.id, item.action, exc)
@@ -915,7 +807,7 @@ def run(args: argparse.Namespace) -> int:
     except StateStoreError as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 1
-    except (redis.RedisError, OSError) as exc:
+    except OSError as exc:
         sys.stderr.write(f"Error: Redis is unavailable: {exc}\n")
         return 1
     finally:

@@ -62,6 +62,7 @@ from . import (
 )
 from . import daemon as _daemon
 from .embedded import BACKENDS, Embedded, EmbeddedError, redis_answers, start_embedded
+from .workqueue import WorkQueue
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 STUCK_NAME = "stuck-netlink"
@@ -367,8 +368,7 @@ class Demo:
                 raise RuntimeError(f"the {h.role} process did not start; see {self.logdir / (h.role + '.log')}")
         want = {rid for rid, _ in self.replicas}
         while True:
-            consumers = self.store.client.xinfo_consumers(self.store.keys.work_queue, _daemon.GROUP)
-            if want <= {_text(c["name"]) for c in consumers}:
+            if want <= set(WorkQueue(self.store).consumers()):
                 break
             for rid, proc in self.replicas:
                 if proc.poll() is not None:
@@ -651,10 +651,9 @@ class Demo:
                             f"{lost} ({st.ok} successful actions, counters sum to {actual}"
                             + (f"; {phantom} counted without a result" if phantom else "") + ")"))
         # every work item answered exactly once, nothing left in the queue
-        keys = self.store.keys
-        left = self.store.client.xlen(keys.work_queue)
-        pending = self.store.client.xpending(keys.work_queue, _daemon.GROUP)
-        n_pending = int(pending["pending"] if isinstance(pending, dict) else pending[0])
+        queue = WorkQueue(self.store)
+        left = queue.length()
+        n_pending = queue.pending().total
         ok_items = st.results == st.submitted and st.duplicate_results == 0 and left == 0 and n_pending == 0
         checks.append(Check("work items answered", ok_items,
                             f"{len(st.items)} of {st.submitted} once each; queue {left}, pending {n_pending}"
@@ -676,7 +675,7 @@ class Demo:
                             + "".join(f"; {rid}: {code}" for rid, code in codes if code != 0)
                             + (f"; {', '.join(self.early_exits)} exited early" if self.early_exits else "")))
         # fsck (the work queue is the daemons', not the store's: drop it first)
-        self.store.client.delete(keys.work_queue, keys.work_results)
+        queue.delete()
         fsck = getattr(self.store, "fsck", None)
         if fsck is None:
             checks.append(Check("fsck", True, "not available"))
@@ -765,10 +764,6 @@ class Demo:
                 if "hangs" in line or "returned after" in line or "took over" in line or "error" in line.lower():
                     out.append(line)
         return out[:8]
-
-
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _table(rows: Sequence[Sequence[str]], out: IO[str], right: Sequence[int] | range = ()) -> None:
