@@ -50,6 +50,7 @@ import hashlib
 import itertools
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -67,7 +68,6 @@ from tenacity import (
     Retrying,
     retry_if_exception_type,
     stop_after_delay,
-    wait_random_exponential,
 )
 
 from ._clients import derive_client
@@ -101,10 +101,35 @@ def _pack(conn: Any, cmds: Sequence[tuple[Any, ...]]) -> Any:
     return conn.pack_commands(cmds)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+def text(value: Any) -> str:
+    """A Redis reply (bytes) as text ("" for nil); bytes that are not UTF-8 show as ``\\xNN`` escapes."""
+    if type(value) is bytes:
+        return value.decode("utf-8", "backslashreplace")
+    return "" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """The edge's one retry pacing: capped exponential backoff with full jitter, the wait of
+    tenacity's ``wait_random_exponential`` (an instance is a tenacity ``wait``), with
+    ``delay(attempt)`` for the loops that are not tenacity's (watch reconnects, view
+    relists, the daemon's queue reads)."""
+
+    base: float
+    cap: float
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (``attempt`` >= 1 failed so far)."""
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(max(attempt, 1) - 1, 40)))
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return self.delay(retry_state.attempt_number)
+
+
+#: commit attempts that lost a race (a watched key changed): retried at once, briefly spread
+CONFLICT_BACKOFF = Backoff(0.001, 0.1)
+#: anything waiting for Redis to answer again (lost connections, failovers, restarts)
+RECONNECT_BACKOFF = Backoff(0.02, 1.0)
 
 
 def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
@@ -136,6 +161,7 @@ def translate(exc: BaseException, key: str | None = None) -> StateStoreError:
     raise exc
 
 
+#: connection errors that retrying cannot fix
 _AUTH = (rex.AuthenticationError, rex.AuthorizationError)
 # Redis Cluster: the namespace's slot moved (MOVED), is moving (ASK, TRYAGAIN) or
 # its shard has no primary right now (CLUSTERDOWN, MASTERDOWN): retried like a
@@ -143,6 +169,10 @@ _AUTH = (rex.AuthenticationError, rex.AuthorizationError)
 _REDIRECT = (rex.AskError, rex.TryAgainError, rex.ClusterDownError, rex.MasterDownError)
 _TRANSIENT = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.ReadOnlyError,
               ConnectionResetError, BrokenPipeError, *_REDIRECT)
+#: what a reconnect can fix, for a reader that owns its connection (a watch): the transient
+#: errors and any OSError of the socket
+RECONNECT_ERRORS = (*_TRANSIENT, OSError)
+AUTH_ERRORS = _AUTH
 
 
 class _Aborted(Exception):
@@ -231,8 +261,8 @@ class Fence:
     lost: Callable[[str], StateStoreError]
 
     def check(self, fence_raw: Any, lock_raw: Any) -> None:
-        if fence_raw is not None and _text(fence_raw) != str(self.token):
-            raise self.lost(f"the lock was taken over (token {_text(fence_raw)})")
+        if fence_raw is not None and text(fence_raw) != str(self.token):
+            raise self.lost(f"the lock was taken over (token {text(fence_raw)})")
         if lock_raw is None:
             raise self.lost("the lock expired")
         try:
@@ -492,7 +522,7 @@ class Engine:
         info = self.execute("COMMAND", "INFO", "WAITAOF")
         if not info or info[0] is None:
             return False
-        persistence = _text(self.execute("INFO", "persistence"))
+        persistence = text(self.execute("INFO", "persistence"))
         return "aof_enabled:1" in persistence
 
     def _read_acks(self, conn: Any, n: int) -> int:
@@ -534,8 +564,6 @@ class Engine:
             first: BaseException = exc
         conflicts = [1 if isinstance(first, _Aborted) else 0]
         started = time.monotonic()
-        conflict_wait = wait_random_exponential(multiplier=0.001, max=0.1)
-        unsent_wait = wait_random_exponential(multiplier=0.02, max=1.0)
 
         def lost(exc: _Lost) -> CommitIndeterminateError:
             return CommitIndeterminateError(exc.plan.key, exc.cause)
@@ -558,7 +586,7 @@ class Engine:
 
         def wait(rs: RetryCallState) -> float:
             exc = rs.outcome.exception() if rs.outcome else None
-            return conflict_wait(rs) if isinstance(exc, _Aborted) else unsent_wait(rs)
+            return CONFLICT_BACKOFF(rs) if isinstance(exc, _Aborted) else RECONNECT_BACKOFF(rs)
 
         retrying = Retrying(
             stop=stop, wait=wait, retry=retry_if_exception_type((_Aborted, _Unsent, _Lost)), reraise=True
@@ -653,7 +681,7 @@ class Engine:
                     self._apply_loaded = False  # the server lost its scripts (restart, flush)
                     raise _Unsent(reply)
                 raise translate(reply, plan.key)
-            revisions = [_text(r) for r in reply]
+            revisions = [text(r) for r in reply]
         return self._durable(plan.key, acked, plan.finish(revisions))
 
     @staticmethod
@@ -690,7 +718,7 @@ class Engine:
         try:
             for attempt in Retrying(
                 stop=stop_after_delay(self.unavailable_timeout),
-                wait=wait_random_exponential(multiplier=0.02, max=1.0),
+                wait=RECONNECT_BACKOFF,
                 retry=retry_if_exception_type(_TRANSIENT),
                 reraise=True,
             ):
@@ -708,4 +736,5 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["Durability", "Engine", "Fence", "Plan", "Script", "Tx", "own_client", "translate"]
+__all__ = ["AUTH_ERRORS", "CONFLICT_BACKOFF", "RECONNECT_BACKOFF", "RECONNECT_ERRORS", "Backoff", "Durability",
+           "Engine", "Fence", "Plan", "Script", "Tx", "own_client", "text", "translate"]

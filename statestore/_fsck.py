@@ -58,7 +58,7 @@ from redis.sentinel import SentinelConnectionPool
 
 from . import _codec, _indexes
 from ._cluster import untyped
-from ._engine import Plan, Tx
+from ._engine import Plan, Tx, text
 from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError
 from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import ID_RE, META, Container, ExecConfig, _Record, normalize_name
@@ -220,10 +220,6 @@ Scanned = dict[str, tuple[str, Any]]
 """Key -> (Redis type, value): bytes for strings, ``[(member, score)]`` for sorted sets, else None."""
 
 
-def _s(v: Any) -> str:
-    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
-
-
 def read_namespace(store: FsckSource) -> Scanned:
     """Every key of the namespace with its type and (for strings and sorted sets) value."""
     client, engine = store.client, store._engine
@@ -250,7 +246,7 @@ def read_namespace(store: FsckSource) -> Scanned:
     def read_batch(keys: list[Any]) -> dict[bytes, tuple[str, Any]]:
         got: dict[Any, tuple[str, Any]] = {}
         for _ in range(_REREAD_TRIES):  # a key whose type changed between TYPE and its read is read again
-            types = [_s(t) for t in pipelined([("TYPE", k) for k in keys])]
+            types = [text(t) for t in pipelined([("TYPE", k) for k in keys])]
             reads = [(k, t) for k, t in zip(keys, types, strict=True) if t in ("string", "zset")]
             values = pipelined([("GET" if t == "string" else "ZRANGE", k) for k, t in reads])
             value_of = {k: v for (k, _t), v in zip(reads, values, strict=True)}
@@ -276,10 +272,10 @@ def read_namespace(store: FsckSource) -> Scanned:
     cursor: Any = 0
     while True:
         cursor, batch = engine.read(functools.partial(client.scan, cursor, match=pattern, count=SCAN_COUNT))
-        fresh = [k for k in dict.fromkeys(batch) if _s(k) not in out]
+        fresh = [k for k in dict.fromkeys(batch) if text(k) not in out]
         if fresh:
             for k, tv in read_batch(fresh).items():
-                out[_s(k)] = tv
+                out[text(k)] = tv
         if int(cursor) == 0:
             return out
 
@@ -511,14 +507,14 @@ class _Checker:
                          "string; commits that log a change fail until it is fixed",
                          action=f"{self.cli} TYPE {_quote(key)}")
             return
-        text = _s(value)
+        counter = text(value)
         try:  # what INCR accepts: a 64-bit integer in canonical form
-            ok = str(int(text)) == text and -(1 << 63) <= int(text) < (1 << 63)
+            ok = str(int(counter)) == counter and -(1 << 63) <= int(counter) < (1 << 63)
         except ValueError:
             ok = False
         if not ok:
             self.events_ok = False
-            self.problem("logseq-invalid", key, f"the change-log sequence counter holds {text[:40]!r}, not "
+            self.problem("logseq-invalid", key, f"the change-log sequence counter holds {counter[:40]!r}, not "
                          "an integer; commits that log a change fail until it is fixed",
                          action=f"{self.cli} GET {_quote(key)}")
 
@@ -534,7 +530,7 @@ class _Checker:
                 ok = False
             if ok:
                 return
-            why = f"holds {_s(value)[:60]!r}, not a lock holder record"
+            why = f"holds {text(value)[:60]!r}, not a lock holder record"
         self.problem("lock-unreadable", key, f"the lock key {why}; the lock cannot be released or renewed and "
                      "lasts until its TTL runs out", severity=WARNING, action=f"{self.cli} GET {_quote(key)}")
 
@@ -565,7 +561,7 @@ class _Checker:
                     self.record_task(KIND_CONTAINER, claimant).attach(self.problem(
                         "name-missing", key, f"container {claimant} has no name key", record=crec))
                 continue
-            holder = _s(value)
+            holder = text(value)
             if holder == claimant:
                 continue
             if not ID_RE.fullmatch(holder):
@@ -770,7 +766,7 @@ class _Repairer:
         nkey = self.keys.name(name)
         (holder,) = tx.read([nkey])
         if holder is not None:
-            h = _s(holder)
+            h = text(holder)
             if h == cid:
                 return
             if ID_RE.fullmatch(h):
@@ -825,7 +821,7 @@ class _Repairer:
         (holder,) = tx.read([task.key])
         if holder is None:
             return _finish(plan)
-        h = _s(holder)
+        h = text(holder)
         if ID_RE.fullmatch(h):
             (hraw,) = tx.read([self.keys.container(h)])
             if hraw is not None and self.decode(KIND_CONTAINER, h, hraw).name == task.name:

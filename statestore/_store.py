@@ -26,7 +26,7 @@ from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import _codec, _filters, _indexes
 from ._cluster import slot_client, untyped
-from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, translate
+from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, text, translate
 from ._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
@@ -62,10 +62,6 @@ _WRONGTYPE = "\x00WRONGTYPE"
 _ID_LEN = 64
 _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the short ID
-
-
-def _s(v: Any) -> str:
-    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
 
 
 @dataclass(frozen=True)
@@ -148,9 +144,9 @@ class _Repository(Generic[R]):
         while True:
             reply = self._engine.read(functools.partial(
                 self._store._resolve_script, self._engine.execute, self._id_index_keys, args))
-            status, rid, raw = _s(reply[0]), _s(reply[1]), reply[2]
+            status, rid, raw = text(reply[0]), text(reply[1]), reply[2]
             for k in range(3, len(reply) - 1, 2):
-                self._store._index_problem(_s(reply[k]), _s(reply[k + 1]))
+                self._store._index_problem(text(reply[k]), text(reply[k + 1]))
             rec: R | None = None
             if status == "name":
                 key = self._record_prefix + rid
@@ -188,7 +184,7 @@ class _Repository(Generic[R]):
         def scan() -> list[bytes]:
             return sorted(set(self._client.scan_iter(match=match, count=1000)))
 
-        hits = [_s(k)[len(self._record_prefix):] for k in self._engine.read(scan)]
+        hits = [text(k)[len(self._record_prefix):] for k in self._engine.read(scan)]
         hits = [h for h in hits if _FULL_ID.fullmatch(h)]
         if len(hits) > 1:
             raise AmbiguousReferenceError(self.kind, ref)
@@ -502,7 +498,7 @@ class Containers(_Repository[Container]):
             if raw is not None:
                 raise AlreadyExistsError(self.kind, cid)
             if holder is not None:
-                self._check_name_free(tx, name, _s(holder), cid)
+                self._check_name_free(tx, name, text(holder), cid)
             plan = tx.plan(key, expected=0)
             plan.add("SET", nkey, cid)
             self._write(plan, KIND_CONTAINER, None, new)
@@ -538,7 +534,7 @@ class Containers(_Repository[Container]):
             nkey = keys.name(new.name)
             (holder,) = tx.read([nkey])
             if holder is not None:
-                self._check_name_free(tx, new.name, _s(holder), current.id)
+                self._check_name_free(tx, new.name, text(holder), current.id)
             plan.add("DEL", keys.name(current.name))
             plan.add("SET", nkey, current.id)
         self._write(plan, KIND_CONTAINER, old_doc, new_doc)
@@ -581,7 +577,7 @@ class Containers(_Repository[Container]):
                 exec_keys = [keys.exec(x) for x in current.exec_ids]
                 reads = tx.read([nkey, *exec_keys])
                 plan = tx.plan(key, expected=current.version)
-                if reads[0] is not None and _s(reads[0]) == cid:
+                if reads[0] is not None and text(reads[0]) == cid:
                     plan.add("DEL", nkey)
                 for xkey, xraw in zip(exec_keys, reads[1:], strict=True):
                     if xraw is None:
@@ -629,8 +625,8 @@ class Containers(_Repository[Container]):
             ikey = self._keys.index(KIND_CONTAINER, fld)
             try:
                 members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1), ikey)
-                ids = [_indexes.member_id(_s(m)) for m in members
-                       if _filters.member_matches(q, fld, _s(m))]
+                ids = [_indexes.member_id(text(m)) for m in members
+                       if _filters.member_matches(q, fld, text(m))]
             except CorruptRecordError:  # the index, not a record: read every record instead
                 self._store._index_problem(ikey, self._store._wrong_type(ikey), warnings)
         if ids is not None:
@@ -957,7 +953,7 @@ class Store:
         def scan() -> dict[str, dict[str, int]]:
             found: dict[str, dict[str, int]] = {}
             for raw in client.scan_iter(match=f"{PREFIX}:{{*}}:*", count=1000):
-                ns, sep, rest = _s(raw)[len(PREFIX) + 2:].partition("}:")
+                ns, sep, rest = text(raw)[len(PREFIX) + 2:].partition("}:")
                 if not sep or not NAMESPACE_RE.fullmatch(ns):
                     continue
                 counts = found.setdefault(ns, {"containers": 0, "execs": 0})
@@ -1086,7 +1082,7 @@ class Store:
                 for rng in clause:
                     args += [key_index(self.keys.index(kind, rng.field)), rng.min, rng.max]
         reply = self._engine.read(functools.partial(self._fetch_script, self._engine.execute, keys, args))
-        rev = _s(reply[0])
+        rev = text(reply[0])
         out: list[list[tuple[str, Any]]] = []
         rescan: list[int] = []
         i = 1
@@ -1096,10 +1092,10 @@ class Store:
             if n < 0:
                 rescan.append(g)
                 n = 0
-            out.append([(_s(reply[i + 2 * k]), reply[i + 2 * k + 1]) for k in range(n)])
+            out.append([(text(reply[i + 2 * k]), reply[i + 2 * k + 1]) for k in range(n)])
             i += 2 * n
         for k in range(i, len(reply) - 1, 2):
-            self._index_problem(_s(reply[k]), _s(reply[k + 1]), warnings)
+            self._index_problem(text(reply[k]), text(reply[k + 1]), warnings)
         if rescan:
             ids = {g: self._scan_ids(groups[g][0]) for g in rescan}
             rescanned, again = self._fetch([(groups[g][0], "ids", ids[g]) for g in rescan])
@@ -1110,7 +1106,7 @@ class Store:
 
     def _wrong_type(self, key: str) -> str:
         """How an index key of the wrong type is described (fetch.lua's words)."""
-        rtype = _s(self._engine.read(lambda: self.client.type(key)))
+        rtype = text(self._engine.read(lambda: self.client.type(key)))
         return f"holds a {rtype}, not a sorted set"
 
     def _scan_ids(self, kind: str) -> list[str]:
@@ -1118,7 +1114,7 @@ class Store:
         prefix = self.keys.record_prefix(kind)
 
         def scan() -> list[str]:
-            found = {_s(k)[len(prefix):] for k in self.client.scan_iter(match=prefix + "*", count=1000)}
+            found = {text(k)[len(prefix):] for k in self.client.scan_iter(match=prefix + "*", count=1000)}
             return sorted(found)
 
         ids: list[str] = self._engine.read(scan)

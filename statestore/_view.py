@@ -42,6 +42,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 from . import _codec, _filters, _indexes
+from ._engine import RECONNECT_BACKOFF
 from ._errors import (
     AmbiguousReferenceError,
     CorruptRecordError,
@@ -326,15 +327,16 @@ class View:
 
     def _relist_until_done(self, authoritative: bool) -> bool:
         """Relist, retrying while Redis is unreachable; False if the view must stop."""
-        delay = 0.05
+        failures = 0
         while not self._closed.is_set():
             try:
                 self._relist(authoritative)
                 return True
             except StoreUnavailableError as exc:
+                failures += 1
+                delay = RECONNECT_BACKOFF.delay(failures)
                 log.warning("view: relist failed (%s); retrying in %.2fs", exc, delay)
                 self._closed.wait(delay)
-                delay = min(delay * 2, 2.0)
             except BaseException as exc:
                 self._fail(exc)
                 return False

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import threading
 import time
 from collections import deque
@@ -77,8 +76,7 @@ from redis.retry import Retry
 
 from . import _codec
 from ._clients import derive_client
-from ._engine import _TRANSIENT as _ENGINE_TRANSIENT
-from ._engine import translate
+from ._engine import AUTH_ERRORS, RECONNECT_BACKOFF, RECONNECT_ERRORS, text, translate
 from ._errors import (
     CorruptRecordError,
     HistoryTrimmedError,
@@ -113,10 +111,6 @@ EVENT_TYPES = ("create", "update", "delete")
 SELECTOR_TYPES = ("enter", "leave")
 #: the type of a progress mark: only a position (``revision``, ``seq``), no record
 PROGRESS = "progress"
-# what a reconnect can fix: the commit engine's transient errors (lost connections,
-# LOADING after a restart, READONLY after a failover, cluster redirections) and OSError
-_TRANSIENT = (*_ENGINE_TRANSIENT, OSError)
-_AUTH = (rex.AuthenticationError, rex.AuthorizationError)  # ConnectionErrors that retrying cannot fix
 
 
 def parse_revision(rev: str) -> tuple[int, int]:
@@ -160,10 +154,6 @@ class Event:
         if isinstance(self.record, Container):
             return dict(self.record.labels)
         return {}
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]:
@@ -285,7 +275,7 @@ class Watch(Iterator[Event]):
             # "from now": the newest entry is the position
             last = self._call(lambda: self._client.xrevrange(self._log, "+", "-", count=1))
             if last:
-                self.revision, self._seq = _s(last[0][0]), _seq_of(last[0][1])
+                self.revision, self._seq = text(last[0][0]), _seq_of(last[0][1])
             else:
                 self.revision, self._seq = "0-0", 0
         elif since == "0-0":
@@ -295,7 +285,7 @@ class Watch(Iterator[Event]):
             if not entry:
                 first = self._first_available()
                 last = self._call(lambda: self._client.xrevrange(self._log, "+", "-", count=1))
-                last_id = _s(last[0][0]) if last else None
+                last_id = text(last[0][0]) if last else None
                 if first is not None and revision_key(since) < revision_key(first):
                     raise HistoryTrimmedError(since, first)
                 # within (or past) what the log holds, yet not in it: the log lost entries
@@ -318,11 +308,11 @@ class Watch(Iterator[Event]):
             return "0-0"
         before = self._call(lambda: self._client.xrevrange(self._log, f"({start}", "-", count=1))
         if before:
-            return _s(before[0][0])
+            return text(before[0][0])
         first = self._call(lambda: self._client.xrange(self._log, "-", "+", count=1))
         first_seq = _seq_of(first[0][1]) if first else None
         if first and first_seq is not None and first_seq > 1:
-            first_id = _s(first[0][0])
+            first_id = text(first[0][0])
             if first_id != start:
                 # entries before the first one were trimmed: some may have been after ``start``
                 raise HistoryTrimmedError(start, first_id)
@@ -334,7 +324,7 @@ class Watch(Iterator[Event]):
 
     def _first_available(self) -> str | None:
         first = self._call(lambda: self._client.xrange(self._log, "-", "+", count=1))
-        return _s(first[0][0]) if first else None
+        return text(first[0][0]) if first else None
 
     # --- iteration ---------------------------------------------------------------------
     def __iter__(self) -> Watch:
@@ -401,7 +391,7 @@ class Watch(Iterator[Event]):
         else:
             entries = reply[0][1]
         for entry_id, fields in entries:
-            eid = _s(entry_id)
+            eid = text(entry_id)
             if fields and type(next(iter(fields))) is not bytes:
                 fields = {k.encode() if isinstance(k, str) else k: v for k, v in fields.items()}
             if self._until is not None and revision_key(eid) > self._until:
@@ -434,7 +424,7 @@ class Watch(Iterator[Event]):
         if key <= self._rev_key:
             raise LogRegressionError(self.revision or "0-0", entry_id, self._seq, seq)
         self.revision, self._rev_key, self._seq = entry_id, key, seq
-        kind = _text(fields.get(b"kind"))
+        kind = text(fields.get(b"kind"))
         if kind not in _KINDS:
             log.warning("change-log entry %s has unknown kind %r; skipped", entry_id, kind)
             return
@@ -446,10 +436,10 @@ class Watch(Iterator[Event]):
                 self._buffer.append(ev)
             return
         # the filters that need no record: the record is decoded when the event is yielded
-        if kind not in self._kinds or _text(fields.get(b"type")) not in self._types:
+        if kind not in self._kinds or text(fields.get(b"type")) not in self._types:
             return
         if self._ids is not None:
-            rid, container = _text(fields.get(b"id")), _text(fields.get(b"container"))
+            rid, container = text(fields.get(b"id")), text(fields.get(b"container"))
             if rid not in self._ids and container not in self._ids:
                 if container or kind != KIND_EXEC:
                     return
@@ -463,7 +453,7 @@ class Watch(Iterator[Event]):
     def _event(self, entry_id: str, seq: int | None, f: dict[bytes, Any], kind: str) -> Event:
         raw = f.get(b"record", b"")
         raw = raw if type(raw) is bytes else str(raw).encode()
-        rid = _text(f.get(b"id"))
+        rid = text(f.get(b"id"))
         record: Container | ExecConfig | None
         try:
             record = _codec.decode(kind, self._store.keys.record(kind, rid), raw, self._store.max_record_bytes)
@@ -477,10 +467,10 @@ class Watch(Iterator[Event]):
         prev = f.get(b"prev")
         previous = _previous(prev, entry_id) if prev is not None and kind == KIND_CONTAINER else None
         return Event(
-            _text(f.get(b"type")), kind, rid, _text(f.get(b"name")),
-            _text(f.get(b"container")) or (rid if kind == KIND_CONTAINER else
+            text(f.get(b"type")), kind, rid, text(f.get(b"name")),
+            text(f.get(b"container")) or (rid if kind == KIND_CONTAINER else
                                            (record.container_id if isinstance(record, ExecConfig) else "")),
-            version, _text(f.get(b"status")), entry_id, seq if seq is not None else -1,
+            version, text(f.get(b"status")), entry_id, seq if seq is not None else -1,
             record, raw, previous,
         )
 
@@ -550,9 +540,9 @@ class Watch(Iterator[Event]):
         while True:
             try:
                 result = fn()
-            except _AUTH as exc:
+            except AUTH_ERRORS as exc:
                 raise translate(exc, self._log) from None
-            except _TRANSIENT as exc:
+            except RECONNECT_ERRORS as exc:
                 if self._closed.is_set():
                     return []
                 attempt += 1
@@ -561,7 +551,7 @@ class Watch(Iterator[Event]):
                     raise StoreUnavailableError(
                         f"watch lost Redis and could not reconnect within {self._reconnect_timeout:g}s: {exc}"
                     ) from None
-                delay = min(1.0, 0.01 * 2 ** min(attempt, 7)) * (0.5 + random.random() / 2)
+                delay = RECONNECT_BACKOFF.delay(attempt)
                 log.info("watch: Redis connection lost (%s); retrying in %.3fs", exc, delay)
                 if self.connected:
                     self.connected = False
@@ -613,13 +603,6 @@ class _Pending(NamedTuple):
 
 
 _KINDS = (KIND_CONTAINER, KIND_EXEC)
-
-
-def _text(v: Any) -> str:
-    """A field's value as text ("" when the entry lacks it)."""
-    if type(v) is bytes:
-        return v.decode()
-    return "" if v is None else str(v)
 
 
 def _entry_key(entry_id: str) -> tuple[int, int]:

@@ -89,6 +89,7 @@ from . import (
     StateStoreError,
     Store,
 )
+from ._engine import RECONNECT_BACKOFF
 from .workqueue import ACTIONS, GROUP, Result, WorkQueue
 
 log = logging.getLogger("statestore.daemon")
@@ -365,7 +366,7 @@ class Replica:
 
     def _loop(self) -> None:
         next_touch = 0.0
-        backoff = 0.0
+        failures = 0
         while not self._stopping.is_set():
             try:
                 now = time.monotonic()
@@ -384,16 +385,16 @@ class Replica:
                 block = min(0.5, self._touch_every / 2)
                 for eid, fields in self.queue.read(self.opts.replica_id, free, block):
                     self._dispatch(eid, fields, 1)
-                backoff = 0.0
+                failures = 0
             except StateStoreError as exc:
-                backoff = self._wait_backoff(backoff, exc)
+                failures = self._wait_backoff(failures, exc)
 
-    def _wait_backoff(self, backoff: float, exc: BaseException) -> float:
-        if backoff == 0.0:
+    def _wait_backoff(self, failures: int, exc: BaseException) -> int:
+        """Wait before reading again after ``failures`` failed reads (plus this one); their count."""
+        if failures == 0:
             log.warning("Redis error, retrying: %s", exc)
-        backoff = min(1.0, max(0.05, backoff * 2))
-        self._stopping.wait(backoff)
-        return backoff
+        self._stopping.wait(RECONNECT_BACKOFF.delay(failures + 1))
+        return failures + 1
 
     def _safe(self, fn: Callable[[], Any]) -> None:
         try:
@@ -470,7 +471,7 @@ class Replica:
                   "conflicts": tally.conflicts, "duration_ms": round(seconds * 1000, 3), "status": status,
                   "actions": actions, "deliveries": item.deliveries}
         deadline = time.monotonic() + max(10.0, self.opts.lock_ttl)
-        delay = 0.05
+        failures = 0
         while True:
             try:
                 self.queue.finish(item.id, result)
@@ -480,8 +481,8 @@ class Replica:
                     log.error("could not record the result of item %s (%s); it stays pending: %s",
                               item.id, item.action, exc)
                     return
-                time.sleep(delay)
-                delay = min(1.0, delay * 2)
+                failures += 1
+                time.sleep(RECONNECT_BACKOFF.delay(failures))
         s = self.stats
         with self._cond:
             s.done += 1

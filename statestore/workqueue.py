@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import orjson
 import redis
 
-from ._engine import translate
+from ._engine import text, translate
 from ._errors import InvalidArgumentError, StorePermissionError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -99,10 +99,6 @@ class Pending(NamedTuple):
     consumers: dict[str, int]
 
 
-def _s(v: Any) -> str:
-    return v.decode("utf-8", "backslashreplace") if isinstance(v, bytes) else str(v)
-
-
 def _entries(reply: Any) -> list[Entry]:
     """The entries of an XREAD/XREADGROUP reply for one stream (RESP2 list or RESP3 map)."""
     if not reply:
@@ -113,7 +109,7 @@ def _entries(reply: Any) -> list[Entry]:
             raw = raw[0]
     else:  # RESP2: [[stream, [entries]]]
         raw = reply[0][1]
-    return [Entry(_s(eid), {_s(k): _s(v) for k, v in (f or {}).items()}) for eid, f in raw]
+    return [Entry(text(eid), {text(k): text(v) for k, v in (f or {}).items()}) for eid, f in raw]
 
 
 def _block_ms(block: float | None) -> int | None:
@@ -171,7 +167,7 @@ class WorkQueue:
             raise InvalidArgumentError(f"work item arguments must be plain JSON data: {exc}") from None
         fields: dict[Any, Any] = {"action": action, "container": container, "args": payload,
                                   "submitted_ms": int(time.time() * 1000)}
-        return _s(self._call(lambda: self._client.xadd(self.key, fields)))
+        return text(self._call(lambda: self._client.xadd(self.key, fields)))
 
     def results(self, after: str = "0-0", count: int = 1000, block: float | None = None) -> list[Result]:
         """Results appended after the result entry ``after`` (``block`` seconds to wait for one)."""
@@ -223,18 +219,18 @@ class WorkQueue:
                                                                  count=n * 4, idle=idle_ms))
         if not pending:
             return []
-        owners = {_s(p["message_id"]): (_s(p["consumer"]), int(p["times_delivered"]),
+        owners = {text(p["message_id"]): (text(p["consumer"]), int(p["times_delivered"]),
                                         int(p["time_since_delivered"])) for p in pending}
         reply = self._call(lambda: self._client.xautoclaim(self.key, self.group, consumer, min_idle_time=idle_ms,
                                                            start_id="0-0", count=n))
         out = []
         for eid_raw, fields in (reply[1] if len(reply) > 1 else []):
-            eid = _s(eid_raw)
+            eid = text(eid_raw)
             if not fields:  # deleted from the stream: nothing to do
                 self.ack(eid)
                 continue
             owner, delivered, idle_was = owners.get(eid, ("?", 1, idle_ms))
-            out.append(Claimed(eid, {_s(k): _s(v) for k, v in fields.items()}, owner, delivered + 1, idle_was))
+            out.append(Claimed(eid, {text(k): text(v) for k, v in fields.items()}, owner, delivered + 1, idle_was))
         return out
 
     def ack(self, item: str) -> None:
@@ -258,10 +254,10 @@ class WorkQueue:
         """The group's items delivered and not yet finished, in all and per consumer."""
         p = self._call(lambda: self._client.xpending(self.key, self.group))
         if isinstance(p, dict):
-            consumers = {_s(c["name"]): int(c["pending"]) for c in (p.get("consumers") or [])}
+            consumers = {text(c["name"]): int(c["pending"]) for c in (p.get("consumers") or [])}
             return Pending(int(p.get("pending") or 0), consumers)
         # without redis-py's reply callback: [count, first, last, [[consumer, count], ...]]
-        return Pending(int(p[0] or 0), {_s(name): int(n) for name, n in (p[3] or [])})
+        return Pending(int(p[0] or 0), {text(name): int(n) for name, n in (p[3] or [])})
 
     def length(self) -> int:
         """How many items the queue holds (finished items are deleted from it)."""
@@ -274,7 +270,7 @@ class WorkQueue:
     def consumers(self) -> list[str]:
         """The names of the group's consumers (the replicas that have read from it)."""
         infos: Iterable[Any] = self._call(lambda: self._client.xinfo_consumers(self.key, self.group))
-        return [_s(c["name"]) for c in infos]
+        return [text(c["name"]) for c in infos]
 
 
 __all__ = ["ACTIONS", "GROUP", "RESULTS_MAXLEN", "Claimed", "Entry", "Pending", "Result", "WorkQueue"]
