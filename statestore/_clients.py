@@ -11,12 +11,24 @@ pool of ``_cluster``.
 
 from __future__ import annotations
 
+import shlex
+import ssl
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
-from ._cluster import SlotConnectionPool
+from ._cluster import SlotConnectionPool, untyped
+
+#: the client type the store and its parts hold (a name, so they need not import redis)
+Client = redis.Redis
+
+
+def no_retries() -> Retry:
+    """redis-py's retry setting for "never retry": the store's own policy decides (``_engine.Backoff``)."""
+    return Retry(NoBackoff(), 0)
 
 
 def derive_client(client: redis.Redis, max_connections: int | None = None,
@@ -53,4 +65,50 @@ def derive_client(client: redis.Redis, max_connections: int | None = None,
     return derived
 
 
-__all__ = ["derive_client"]
+def redis_cli(client: Client) -> str:
+    """``redis-cli`` with the options that reach the server ``client`` talks to.
+
+    The host and port (or socket), database, user and TLS files of the client's
+    connections; never the password (``--askpass`` asks for it).  For a Sentinel
+    or Cluster client, the primary it uses now (``-c`` for a cluster node).
+    """
+    pool = client.connection_pool
+    kw = dict(getattr(pool, "connection_kwargs", {}) or {})
+    cls = getattr(pool, "connection_class", None)
+    args = ["redis-cli"]
+    host: Any = kw.get("host")
+    port: Any = kw.get("port")
+    router = getattr(pool, "router", None)
+    if router is not None:  # a cluster slot's primary (_cluster.SlotConnectionPool)
+        args.append("-c")
+        host, port = getattr(router, "current", None) or (None, None)
+    elif isinstance(pool, SentinelConnectionPool):
+        try:
+            host, port = untyped(pool).get_master_address()
+        except (redis.RedisError, OSError, ValueError, TypeError):
+            host = port = None
+    if kw.get("path"):
+        args += ["-s", str(kw["path"])]
+    else:
+        if host:
+            args += ["-h", str(host)]
+        if port:
+            args += ["-p", str(port)]
+    if kw.get("db"):
+        args += ["-n", str(kw["db"])]
+    if kw.get("username"):
+        args += ["--user", str(kw["username"])]
+    if kw.get("password") or kw.get("credential_provider"):
+        args.append("--askpass")
+    if isinstance(cls, type) and issubclass(cls, redis.SSLConnection):
+        args.append("--tls")
+        for opt, name in (("--cacert", "ssl_ca_certs"), ("--cert", "ssl_certfile"), ("--key", "ssl_keyfile")):
+            if kw.get(name):
+                args += [opt, str(kw[name])]
+        reqs = kw.get("ssl_cert_reqs")
+        if reqs in ("none", ssl.CERT_NONE):
+            args.append("--insecure")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+__all__ = ["Client", "derive_client", "no_retries", "redis_cli"]

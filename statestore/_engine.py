@@ -61,8 +61,6 @@ from typing import Any, TypeVar
 import orjson
 import redis
 import redis.exceptions as rex
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -70,7 +68,7 @@ from tenacity import (
     stop_after_delay,
 )
 
-from ._clients import derive_client
+from ._clients import derive_client, no_retries
 from ._errors import (
     CommitIndeterminateError,
     ConflictError,
@@ -173,6 +171,8 @@ _TRANSIENT = (rex.ConnectionError, rex.TimeoutError, rex.BusyLoadingError, rex.R
 #: errors and any OSError of the socket
 RECONNECT_ERRORS = (*_TRANSIENT, OSError)
 AUTH_ERRORS = _AUTH
+#: the root of redis-py's errors (``translate`` maps each to a statestore error)
+REDIS_ERROR = rex.RedisError
 
 
 class _Aborted(Exception):
@@ -367,7 +367,7 @@ def own_client(client: redis.Redis, min_socket_timeout: float | None = None) -> 
     raises a shorter socket timeout (for replicated durability's WAIT).  Pools
     that cannot be cloned are used as they are, unless they decode responses.
     """
-    overrides: dict[str, Any] = {"decode_responses": False, "retry": Retry(NoBackoff(), 0)}
+    overrides: dict[str, Any] = {"decode_responses": False, "retry": no_retries()}
     socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
     if min_socket_timeout is not None and socket_timeout is not None and socket_timeout < min_socket_timeout:
         # a replicated commit's WAIT blocks up to durability_timeout: the socket must outlast it,
@@ -702,6 +702,14 @@ class Engine:
         return out
 
     # --- reads -------------------------------------------------------------------
+    def once(self, fn: Callable[[], T], key: str | None = None) -> T:
+        """Run ``fn`` once, with no retries (for calls that are not idempotent, and callers that
+        retry themselves), translating a failure to the statestore error a user should see."""
+        try:
+            return fn()
+        except (rex.RedisError, OSError) as exc:
+            raise translate(exc, key) from None
+
     def read(self, fn: Callable[[], T], key: str | None = None) -> T:
         """Run a read with bounded retries on transient errors, translating failures.
 
@@ -736,5 +744,5 @@ class Engine:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-__all__ = ["AUTH_ERRORS", "CONFLICT_BACKOFF", "RECONNECT_BACKOFF", "RECONNECT_ERRORS", "Backoff", "Durability",
-           "Engine", "Fence", "Plan", "Script", "Tx", "own_client", "text", "translate"]
+__all__ = ["AUTH_ERRORS", "CONFLICT_BACKOFF", "RECONNECT_BACKOFF", "RECONNECT_ERRORS", "REDIS_ERROR", "Backoff",
+           "Durability", "Engine", "Fence", "Plan", "Script", "Tx", "own_client", "text", "translate"]

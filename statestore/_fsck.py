@@ -45,21 +45,16 @@ before it made every read of it fail.
 from __future__ import annotations
 
 import functools
-import shlex
-import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import orjson
-import redis
-import redis.exceptions as rex
-from redis.sentinel import SentinelConnectionPool
 
 from . import _codec, _indexes
-from ._cluster import untyped
-from ._engine import Plan, Tx, text
-from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError
+from ._clients import redis_cli
+from ._engine import REDIS_ERROR, Plan, Tx, text, translate
+from ._errors import CorruptRecordError, NameInUseError, SchemaVersionError, StateStoreError, StorePermissionError
 from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
 from ._model import ID_RE, META, Container, ExecConfig, _Record, normalize_name
 from ._parts import StoreParts
@@ -238,7 +233,7 @@ def read_namespace(store: FsckSource) -> Scanned:
             replies = list(pipe.execute(raise_on_error=False) or [])
             for r in replies:
                 # a refusal is no property of the key: raise it (StorePermissionError), do not report it
-                if isinstance(r, rex.NoPermissionError):
+                if isinstance(r, REDIS_ERROR) and isinstance(translate(r), StorePermissionError):
                     raise r
             return replies
         return engine.read(run)
@@ -876,52 +871,6 @@ def repair(store: FsckSource, analysis: Analysis) -> None:
         for p in task.problems:
             if p.error is None:
                 p.repaired = True
-
-
-def redis_cli(client: redis.Redis) -> str:
-    """``redis-cli`` with the options that reach the server ``client`` talks to.
-
-    The host and port (or socket), database, user and TLS files of the client's
-    connections; never the password (``--askpass`` asks for it).  For a Sentinel
-    or Cluster client, the primary it uses now (``-c`` for a cluster node).
-    """
-    pool = client.connection_pool
-    kw = dict(getattr(pool, "connection_kwargs", {}) or {})
-    cls = getattr(pool, "connection_class", None)
-    args = ["redis-cli"]
-    host: Any = kw.get("host")
-    port: Any = kw.get("port")
-    router = getattr(pool, "router", None)
-    if router is not None:  # a cluster slot's primary (_cluster.SlotConnectionPool)
-        args.append("-c")
-        host, port = getattr(router, "current", None) or (None, None)
-    elif isinstance(pool, SentinelConnectionPool):
-        try:
-            host, port = untyped(pool).get_master_address()
-        except (rex.RedisError, OSError, ValueError, TypeError):
-            host = port = None
-    if kw.get("path"):
-        args += ["-s", str(kw["path"])]
-    else:
-        if host:
-            args += ["-h", str(host)]
-        if port:
-            args += ["-p", str(port)]
-    if kw.get("db"):
-        args += ["-n", str(kw["db"])]
-    if kw.get("username"):
-        args += ["--user", str(kw["username"])]
-    if kw.get("password") or kw.get("credential_provider"):
-        args.append("--askpass")
-    if isinstance(cls, type) and issubclass(cls, redis.SSLConnection):
-        args.append("--tls")
-        for opt, name in (("--cacert", "ssl_ca_certs"), ("--cert", "ssl_certfile"), ("--key", "ssl_keyfile")):
-            if kw.get(name):
-                args += [opt, str(kw[name])]
-        reqs = kw.get("ssl_cert_reqs")
-        if reqs in ("none", ssl.CERT_NONE):
-            args.append("--insecure")
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def run_fsck(store: FsckSource, repair_: bool = False) -> FsckReport:

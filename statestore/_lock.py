@@ -58,10 +58,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
-from ._clients import derive_client
+from ._clients import derive_client, no_retries
 from ._engine import Fence, Script, _read_lua
 from ._errors import (
     DurabilityError,
@@ -231,7 +229,7 @@ def _bounded_client(client: Any) -> Any:
     defaults to retries with backoff and no timeout).
     """
     derived = derive_client(client, max_connections=2, socket_timeout=1.0, socket_connect_timeout=1.0,
-                            retry=Retry(NoBackoff(), 0), retry_on_timeout=False)
+                            retry=no_retries(), retry_on_timeout=False)
     return client if derived is None else derived
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import redis
-
+from ._clients import Client
 from ._engine import Engine
 from ._keys import KeySchema
 
@@ -28,7 +27,7 @@ class StoreParts(Protocol):
     def keys(self) -> KeySchema: ...
 
     @property
-    def client(self) -> redis.Redis: ...
+    def client(self) -> Client: ...
 
     @property
     def max_record_bytes(self) -> int: ...

@@ -69,14 +69,10 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, Protocol
 
 import orjson
-import redis
-import redis.exceptions as rex
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from . import _codec
-from ._clients import derive_client
-from ._engine import AUTH_ERRORS, RECONNECT_BACKOFF, RECONNECT_ERRORS, text, translate
+from ._clients import Client, derive_client, no_retries
+from ._engine import AUTH_ERRORS, RECONNECT_BACKOFF, RECONNECT_ERRORS, REDIS_ERROR, text, translate
 from ._errors import (
     CorruptRecordError,
     HistoryTrimmedError,
@@ -170,12 +166,12 @@ def _label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]
     return out
 
 
-def _watch_client(client: redis.Redis, block: float) -> redis.Redis:
+def _watch_client(client: Client, block: float) -> Client:
     """A client for blocking reads: raw bytes, no client-side retries, and a socket
     timeout a little longer than one blocking read, so a server that stops
     answering (paused, partitioned) is noticed and reconnected to."""
     derived = derive_client(client, max_connections=2, socket_timeout=block + 5.0,
-                            retry=Retry(NoBackoff(), 0), decode_responses=False)
+                            retry=no_retries(), decode_responses=False)
     return client if derived is None else derived
 
 
@@ -557,7 +553,7 @@ class Watch(Iterator[Event]):
                     self.connected = False
                     self._notify(False, str(exc) or type(exc).__name__)
                 self._closed.wait(delay)
-            except rex.RedisError as exc:
+            except REDIS_ERROR as exc:
                 raise translate(exc, self._log) from None
             except (TypeError, ValueError, AttributeError):
                 # close() from another thread tore the socket down under a blocking read

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
-import redis
 
-from ._engine import text, translate
+from ._clients import Client
+from ._engine import text
 from ._errors import InvalidArgumentError, StorePermissionError, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -134,18 +134,16 @@ class WorkQueue:
         self.group = group
         self.key = store.keys.work_queue
         self.results_key = store.keys.work_results
-        self._client: redis.Redis = store.client
+        self._client: Client = store.client
+        self._engine = store._engine
 
     def _call(self, fn: Callable[[], T], key: str | None = None) -> T:
-        """One attempt; a redis-py failure becomes the statestore error a user should see."""
+        """One attempt (the engine's ``once``): a failure is the statestore error a user should see."""
         try:
-            return fn()
-        except (redis.RedisError, OSError) as exc:
-            err = translate(exc, key or self.key)
-            if isinstance(err, StorePermissionError):
-                raise StorePermissionError(f"{err} (the work queue's ACL commands: docs/operations.md, "
-                                           "Access control)") from None
-            raise err from None
+            return self._engine.once(fn, key or self.key)
+        except StorePermissionError as exc:
+            raise StorePermissionError(f"{exc} (the work queue's ACL commands: docs/operations.md, "
+                                       "Access control)") from None
 
     # --- producers --------------------------------------------------------------------------
     def submit(self, action: str, container: str, **args: Any) -> str:
