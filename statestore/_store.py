@@ -967,6 +967,35 @@ class Store:
         result: dict[str, dict[str, int]] = self._engine.read(scan)
         return result
 
+    def log_sequence(self) -> int:
+        """The sequence number of the newest change-log entry (``Event.seq``; 0 before the first
+        commit): how many changes the namespace has logged, trimmed entries included."""
+        raw = self._engine.read(lambda: self.client.get(self.keys.log_seq), self.keys.log_seq)
+        try:
+            return int(raw or 0)
+        except ValueError:
+            raise CorruptRecordError(self.keys.log_seq, "is not an integer counter (the change-log sequence)") from None
+
+    def delete_namespace(self) -> int:
+        """Delete every key of this store's namespace (records, indexes, change log, locks, the
+        work queue) and return how many were deleted.  For demos, tests and decommissioning:
+        it is not atomic (SCAN, then DEL in batches), so a commit running meanwhile may leave
+        keys behind; stop every writer first."""
+        def run() -> int:
+            deleted = 0
+            batch: list[Any] = []
+            for key in self.client.scan_iter(match=self.keys.match_all, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(self.client.delete(*batch))
+                    batch = []
+            if batch:
+                deleted += int(self.client.delete(*batch))
+            return deleted
+
+        count: int = self._engine.read(run)
+        return count
+
     def view(self) -> View:
         """A local, watch-fed copy of every record of the namespace (see ``View``)."""
         return View(self)

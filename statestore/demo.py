@@ -49,8 +49,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import redis
-
 from . import (
     Container,
     HistoryTrimmedError,
@@ -406,24 +404,13 @@ class Demo:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(5)
-        with contextlib.suppress(StateStoreError, redis.RedisError, OSError):
-            self._delete_namespace()
+        with contextlib.suppress(StateStoreError, OSError):
+            self.store.delete_namespace()
         self.store.close()
         for f in self._logs:
             f.close()
         if not keep_logs:
             shutil.rmtree(self.logdir, ignore_errors=True)
-
-    def _delete_namespace(self) -> None:
-        client = self.store.client
-        batch: list[Any] = []
-        for key in client.scan_iter(match=self.store.keys.match_all, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                client.delete(*batch)
-                batch = []
-        if batch:
-            client.delete(*batch)
 
     # --- the workload ---------------------------------------------------------------------------------
     def _name(self) -> str:
@@ -607,7 +594,7 @@ class Demo:
         s = self.s
         self.stuck = self._new_container(STUCK_NAME)
         _daemon.ensure_group(self.store)
-        seq0 = int(self.store.client.get(self.store.keys.log_seq) or 0)
+        seq0 = self.store.log_sequence()
         self.say(f"namespace {self.namespace}: {s.replicas} replicas, {s.containers} containers, "
                  f"{s.duration:g} s of workload; {STUCK_NAME}'s runtime will hang {s.hang_for:g} s in 'stop' "
                  f"at ~{s.hang_at:g} s")
@@ -617,7 +604,7 @@ class Demo:
         self.drive()
         codes = self.stop_replicas()
         final_rev = self.store.snapshot().revision
-        seq1 = int(self.store.client.get(self.store.keys.log_seq) or 0)
+        seq1 = self.store.log_sequence()
         q = self.querier.finish("stop", 10) or {}
         w = self.watcher.finish(f"stop {final_rev}", 20) or {}
         checks = self.verify(codes, q, w, seq1 - seq0)
@@ -799,7 +786,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("interrupted\n")
         code = 130
         return code
-    except (StateStoreError, redis.RedisError, RuntimeError, OSError) as exc:
+    except (StateStoreError, RuntimeError, OSError) as exc:
         sys.stderr.write(f"Error: {exc}\n")
         return 1
     finally:
