@@ -333,6 +333,7 @@ class Tx:
         return values
 
 
+@functools.cache
 def _read_lua(name: str) -> str:
     return resources.files("statestore").joinpath("_lua", name).read_text()
 

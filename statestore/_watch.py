@@ -72,7 +72,7 @@ import orjson
 
 from . import _codec
 from ._clients import Client, derive_client, no_retries
-from ._engine import AUTH_ERRORS, RECONNECT_BACKOFF, RECONNECT_ERRORS, REDIS_ERROR, text, translate
+from ._engine import AUTH_ERRORS, RECONNECT_BACKOFF, RECONNECT_ERRORS, REDIS_ERROR, Engine, text, translate
 from ._errors import (
     CorruptRecordError,
     HistoryTrimmedError,
@@ -228,6 +228,7 @@ class Watch(Iterator[Event]):
         self._reconnect_timeout = reconnect_timeout
         self._client = _watch_client(store.client, float(block))
         self._owns_client = self._client is not store.client
+        self._engine = Engine(self._client)  # its lean single-command path reads the log
         self._log = store.keys.log
         # events to yield, in order; an entry whose record is not needed yet (no selector
         # reads it) waits as a _Pending and is decoded when it is yielded, so a batch of 500
@@ -372,7 +373,10 @@ class Watch(Iterator[Event]):
         block = self._block_ms if block_ms == -1 else block_ms
         assert self.revision is not None
         rev = self.revision
-        reply = self._call(lambda: self._client.xread({self._log: rev}, count=self._batch, block=block))
+        args: tuple[Any, ...] = ("XREAD", "COUNT", self._batch, "STREAMS", self._log, rev) if block is None else (
+            "XREAD", "COUNT", self._batch, "BLOCK", block, "STREAMS", self._log, rev)
+        # the engine's lean path (one packed command, the reply as hiredis parsed it), not client.xread
+        reply = self._call(lambda: self._engine.execute(*args))
         if not reply:
             if self._until is not None and not self._closed.is_set():
                 now = self._call(self._client.time)
@@ -386,10 +390,9 @@ class Watch(Iterator[Event]):
                 entries = entries[0]
         else:
             entries = reply[0][1]
-        for entry_id, fields in entries:
+        for entry_id, flat in entries:
             eid = text(entry_id)
-            if fields and type(next(iter(fields))) is not bytes:
-                fields = {k.encode() if isinstance(k, str) else k: v for k, v in fields.items()}
+            fields = _fields(flat)
             if self._until is not None and revision_key(eid) > self._until:
                 self._ended = True
                 break
@@ -587,6 +590,19 @@ class Watch(Iterator[Event]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fields(flat: Any) -> dict[bytes, Any]:
+    """An entry's fields as a dict with bytes keys: ``XREAD`` answers ``[field, value, ...]``
+    (a dict when something parsed it already; str keys from a client that decodes replies)."""
+    if isinstance(flat, dict):
+        fields = flat
+    else:
+        it = iter(flat or ())
+        fields = dict(zip(it, it, strict=False))
+    if fields and type(next(iter(fields))) is not bytes:
+        fields = {k.encode() if isinstance(k, str) else k: v for k, v in fields.items()}
+    return fields
 
 
 class _Pending(NamedTuple):
