@@ -9,7 +9,7 @@ to ``store.keys.work_results`` (``ss:{ns}:results``), in one ``MULTI``/``EXEC``.
 Items whose consumer stopped touching them (it died) are taken over by
 another one with ``take_over`` (``XAUTOCLAIM``): delivery is at least once.
 The layout of both streams is in docs/schema.md; ``statestore daemon`` is the
-consumer this package ships (statestore/daemon.py).
+consumer this package ships (statestore/daemon/).
 
 Every call makes one attempt and raises a :class:`StateStoreError` subclass
 on failure (``StoreUnavailableError`` when Redis cannot be reached,

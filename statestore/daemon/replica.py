@@ -1,86 +1,20 @@
-"""One replica of a container engine's state manager (``statestore daemon``), with a simulated runtime.
-
-Several replicas share one namespace.  They keep no container state of their
-own: the records in Redis are the state, and every replica can serve every
-container.  What a replica does keep in memory is its runtime's *live* state
-(fake process handles and pids, timers, operations in progress), which a real
-engine would get from its runtime and never stores in the record.
-
-Theory of operation
--------------------
-**Work distribution.**  Work items (``create``, ``start``, ``stop``,
-``restart``, ``pause``, ``unpause``, ``kill``, ``rename``, ``remove``,
-``exec``) go on the namespace's work queue, a Redis Stream
-(``store.keys.work_queue``, ``ss:{ns}:work``; :func:`submit` adds one).  Every
-replica reads it through one consumer group, ``replicas``, with ``XREADGROUP``
-(consumer name = replica id), so each item is delivered to exactly one
-replica, and stays in that replica's pending entries until it is acknowledged.
-A replica reads only as many items as it has free action slots
-(``--max-inflight``), so a busy replica leaves work to the others.  When an
-action is finished, one ``MULTI``/``EXEC`` acknowledges the item, deletes it
-from the queue and appends a result entry to ``store.keys.work_results``
-(``ss:{ns}:results``: replica, action, container, ok or error, commit
-conflicts retried, duration, resulting status).
-
-**Actions.**  Every action on an existing container runs under
-``store.lock(container, ttl=--lock-ttl, timeout=--lock-timeout)``: the
-replica reads the record, checks that the transition is legal (an illegal one
-is an ``InvalidStateError``, reported as a failed action), asks the runtime to
-do it (random latency; it may hang or fail), then commits with the State
-lifecycle methods through ``update(..., lease=lease)``, a fenced commit: if
-the lease was lost meanwhile, nothing is written (``LockLostError``).  Each
-successful action also increments the container's ``statestore.actions``
-label in its final commit, so the count of successful results and the
-counters can be compared (the demo's "lost updates" check).  A container that
-is being acted on for longer than ``--lock-timeout`` (a hung runtime call)
-makes further actions on *it* fail with ``LockTimeoutError``; nothing else
-waits, and reads never look at locks.
-
-**A replica that dies.**  While an item is in flight, its replica resets the
-item's idle time every ``claim_idle / 4`` seconds (``XCLAIM`` to itself,
-``JUSTID``).  The items of a replica that died are no longer touched; once one
-has been idle for ``--claim-idle`` seconds (by default twice the lock TTL plus
-one second: longer than the lock TTL, so the dead replica's lock has expired
-by then), the next replica with a free slot takes it over with ``XAUTOCLAIM``
-and performs it.  Delivery is therefore at least once: a replica that died
-after its commit but before its acknowledgement had its action applied, and
-the second attempt sees the new state (a repeated transition is then usually
-refused as illegal).
-
-**Stopping.**  SIGTERM or SIGINT: stop reading work, finish the actions in
-flight (``--drain-timeout``), then interrupt runtime calls that still hang:
-those actions are abandoned without a commit, their locks released and their
-items left pending for another replica.  Exit status 0.
-
-**Health probes.**  Every ``--health-interval`` seconds the replica records a
-health result for each container whose process it started, with a plain
-optimistic ``update`` (no lock: a field update needs none).  A probe that
-commits between an action's read and its commit makes that commit retry,
-which is what the results' conflict counts show.  A probe that finds the
-record no longer running drops the stale process handle.
-"""
+"""One replica: reads the work queue, performs actions under container locks, probes health (see the package doc)."""
 
 from __future__ import annotations
 
-import argparse
-import itertools
 import logging
 import os
 import random
-import re
-import signal
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 import orjson
 
-from . import (
+from .. import (
     Container,
     ExecConfig,
     InvalidStateError,
@@ -89,34 +23,13 @@ from . import (
     StateStoreError,
     Store,
 )
-from ._engine import RECONNECT_BACKOFF
-from .workqueue import ACTIONS, GROUP, Result, WorkQueue
+from .._engine import RECONNECT_BACKOFF
+from ..workqueue import ACTIONS, WorkQueue
+from .runtime import ActionError, Interrupted, Runtime, RuntimeFailure
 
 log = logging.getLogger("statestore.daemon")
 
 COUNTER_LABEL = "statestore.actions"
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-EXIT_USAGE = 125  # a bad option, as the rest of the CLI (and docker)
-_REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
-
-
-# --- the work queue, for producers and consumers (statestore.workqueue) -------------------------
-
-
-def ensure_group(store: Store) -> None:
-    """Create the work queue and its consumer group unless they exist (``WorkQueue.ensure_group``)."""
-    WorkQueue(store).ensure_group()
-
-
-def submit(store: Store, action: str, container: str, **args: Any) -> str:
-    """Put one work item on the namespace's queue; its ID (``WorkQueue.submit``)."""
-    return WorkQueue(store).submit(action, container, **args)
-
-
-def read_results(store: Store, after: str = "0-0", count: int = 1000,
-                 block: float | None = None) -> list[Result]:
-    """Results appended after the result entry ``after`` (``WorkQueue.results``)."""
-    return WorkQueue(store).results(after, count, block)
 
 
 def counter(c: Container) -> int:
@@ -125,129 +38,6 @@ def counter(c: Container) -> int:
         return int(c.labels.get(COUNTER_LABEL, "0"))
     except ValueError:
         return 0
-
-
-# --- the simulated runtime ------------------------------------------------------------------------
-
-
-class RuntimeFailure(Exception):
-    """The (simulated) runtime refused or failed an operation."""
-
-
-class Interrupted(Exception):
-    """A runtime call was abandoned because the replica is shutting down."""
-
-
-class ActionError(Exception):
-    """The daemon refuses an action (as Docker's daemon would), e.g. removing a running container."""
-
-
-@dataclass
-class Process:
-    """A fake container process: lives only in the replica that started it."""
-
-    pid: int
-    started: float
-    paused: bool = False
-
-
-class Runtime:
-    """A simulated container runtime.  Its live state is in memory, never in the record.
-
-    Every call sleeps a random latency.  A call for a container named in
-    ``hang`` blocks until the replica shuts down; one named in ``fail`` fails.
-    A work item's ``hang``/``fail`` arguments do the same for that one call.
-    """
-
-    def __init__(self, latency_ms: tuple[float, float] = (5.0, 50.0), hang: Iterable[str] = (),
-                 fail: Iterable[str] = (), rng: random.Random | None = None) -> None:
-        self.latency_ms = latency_ms
-        self.hang_refs = tuple(hang)
-        self.fail_refs = tuple(fail)
-        self.processes: dict[str, Process] = {}
-        self.hanging: dict[str, tuple[str, float]] = {}
-        self.interrupt = threading.Event()
-        self._rng = rng or random.Random()
-        self._pids = itertools.count(self._rng.randint(1000, 30000))
-        self._mutex = threading.Lock()
-
-    @staticmethod
-    def matches(refs: Sequence[str], c: Container) -> bool:
-        for ref in refs:
-            bare = ref[1:] if ref.startswith("/") else ref
-            if bare in (c.id, c.name) or (re.fullmatch(r"[0-9a-f]{4,64}", bare) and c.id.startswith(bare)):
-                return True
-        return False
-
-    def _call(self, op: str, c: Container, args: dict[str, Any]) -> None:
-        if args.get("fail") or self.matches(self.fail_refs, c):
-            raise RuntimeFailure(f"runtime: {op} of {c.name} failed (simulated)")
-        hang = args.get("hang")
-        forever = self.matches(self.hang_refs, c)
-        if forever or (isinstance(hang, int | float) and hang > 0):
-            seconds = None if forever else float(hang)  # type: ignore[arg-type]
-            log.warning("runtime: %s of %s (%s) hangs %s, holding its lock", op, c.name, c.id[:12],
-                        "until shutdown" if seconds is None else f"for {seconds:g}s")
-            started = time.monotonic()
-            with self._mutex:
-                self.hanging[c.id] = (op, started)
-            try:
-                if self.interrupt.wait(seconds):
-                    raise Interrupted(f"runtime: {op} of {c.name} interrupted by shutdown")
-            finally:
-                with self._mutex:
-                    self.hanging.pop(c.id, None)
-            log.info("runtime: %s of %s returned after %.1fs", op, c.name, time.monotonic() - started)
-        lo, hi = self.latency_ms
-        if self.interrupt.wait(self._rng.uniform(lo, hi) / 1000.0):
-            raise Interrupted(f"runtime: {op} of {c.name} interrupted by shutdown")
-
-    # the operations ------------------------------------------------------------------------------
-    def create(self, c: Container, args: dict[str, Any]) -> None:
-        self._call("create", c, args)
-
-    def start(self, c: Container, args: dict[str, Any]) -> int:
-        self._call("start", c, args)
-        pid = next(self._pids)
-        with self._mutex:
-            self.processes[c.id] = Process(pid, time.monotonic())
-        return pid
-
-    def stop(self, c: Container, args: dict[str, Any], sig: str = "SIGTERM") -> int:
-        self._call("kill" if sig == "SIGKILL" else "stop", c, args)
-        with self._mutex:
-            self.processes.pop(c.id, None)
-        return 137 if sig == "SIGKILL" else 0
-
-    def pause(self, c: Container, args: dict[str, Any], paused: bool) -> None:
-        self._call("pause" if paused else "unpause", c, args)
-        with self._mutex:
-            proc = self.processes.get(c.id)
-            if proc is not None:
-                proc.paused = paused
-
-    def rename(self, c: Container, args: dict[str, Any]) -> None:
-        self._call("rename", c, args)
-
-    def exec(self, c: Container, args: dict[str, Any]) -> int:
-        self._call("exec", c, args)
-        return next(self._pids)
-
-    def wait_exec(self, c: Container) -> int:
-        self._call("exec-wait", c, {})
-        return 0
-
-    def delete(self, c: Container, args: dict[str, Any]) -> None:
-        self._call("delete", c, args)
-        self.forget(c.id)
-
-    def forget(self, cid: str) -> None:
-        with self._mutex:
-            self.processes.pop(cid, None)
-
-    def running(self) -> list[str]:
-        with self._mutex:
-            return list(self.processes)
 
 
 # --- the replica ------------------------------------------------------------------------------------
@@ -669,153 +459,3 @@ class Replica:
             if time.monotonic() >= next_touch:
                 self._safe(self._touch)
                 next_touch = time.monotonic() + self._touch_every
-
-
-# --- the command ------------------------------------------------------------------------------------
-
-
-def parse_latency(text: str) -> tuple[float, float]:
-    """``MIN:MAX`` (or one number) in milliseconds."""
-    lo_s, sep, hi_s = text.partition(":")
-    try:
-        lo = float(lo_s)
-        hi = float(hi_s) if sep else lo
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN:MAX in milliseconds, not {text!r}") from None
-    if not 0 <= lo <= hi:
-        raise argparse.ArgumentTypeError(f"expected 0 <= MIN <= MAX, not {text!r}")
-    return lo, hi
-
-
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not v > 0 or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
-    return v
-
-
-def _non_negative(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else _positive(text)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a positive integer (shared with the demo)."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, not {text!r}")
-    return v
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Run one replica: take work items from the namespace's queue and perform them on a "
-                     "simulated runtime, each under the container's lock with fenced commits.")
-    p.add_argument("--replica-id", required=True, help="this replica's name (consumer name, lock holder)")
-    p.add_argument("--lock-ttl", type=_positive, default=5.0, metavar="S",
-                   help="TTL of the container locks this replica takes (default: %(default)s)")
-    p.add_argument("--lock-timeout", type=_positive, default=5.0, metavar="S",
-                   help="how long an action waits for a busy container's lock (default: %(default)s)")
-    p.add_argument("--claim-idle", type=_positive, default=None, metavar="S",
-                   help="take over items another replica left idle this long (default: 2 x lock TTL + 1)")
-    p.add_argument("--max-inflight", type=positive_int, default=8, metavar="N",
-                   help="actions performed at once (default: %(default)s)")
-    p.add_argument("--hang", action="append", default=[], metavar="REF",
-                   help="the runtime hangs (until shutdown) for this container: name, ID or ID prefix")
-    p.add_argument("--fail", action="append", default=[], metavar="REF",
-                   help="the runtime fails every call for this container")
-    p.add_argument("--latency-ms", type=parse_latency, default=(5.0, 50.0), metavar="MIN:MAX",
-                   help="runtime latency per call, uniform in [MIN, MAX] ms (default: 5:50)")
-    p.add_argument("--health-interval", type=_non_negative, default=2.0, metavar="S",
-                   help="record a health probe of each container this replica runs every S seconds (0: off)")
-    p.add_argument("--drain-timeout", type=_positive, default=10.0, metavar="S",
-                   help="on SIGTERM, wait this long for actions in flight before interrupting them")
-    p.add_argument("--exit-after", type=positive_int, default=None, metavar="N",
-                   help="stop (drain and exit 0) after N work items (for tests)")
-    p.add_argument("--durability", choices=("fast", "replicated"), default="fast",
-                   help="'replicated': every commit and lock acquisition waits for --replicas replica "
-                        "acknowledgements (WAIT); see docs/operations.md")
-    p.add_argument("--replicas", type=positive_int, default=1, metavar="N",
-                   help="replicas that must acknowledge a commit with --durability replicated (default 1)")
-    p.add_argument("--durability-timeout", type=_positive, default=1.0, metavar="S",
-                   help="how long a replicated commit waits for acknowledgements (default 1 s)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log every action")
-    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the demo's: exit with it
-
-
-class _Formatter(logging.Formatter):
-    def __init__(self, replica_id: str) -> None:
-        super().__init__("%(asctime)s.%(msecs)03d %(message)s", "%H:%M:%S")
-        self.replica_id = replica_id
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        stamp, _, msg = text.partition(" ")
-        level = "" if record.levelno == logging.INFO or record.levelno == logging.DEBUG else \
-            f"{record.levelname.lower()}: "
-        return f"{stamp} [{self.replica_id}] {level}{msg}"
-
-
-def _setup_logging(replica_id: str, verbose: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter(replica_id))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.WARNING)
-    logging.getLogger("statestore").setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def run(args: argparse.Namespace) -> int:
-    replica_id = str(args.replica_id)
-    if not _REPLICA_ID_RE.fullmatch(replica_id):
-        sys.stderr.write(f"Error: invalid replica id {replica_id!r}: letters, digits and _ . : @ - only\n")
-        return EXIT_USAGE
-    _setup_logging(replica_id, bool(getattr(args, "verbose", False)))
-    opts = Options(replica_id=replica_id, lock_ttl=args.lock_ttl, lock_timeout=args.lock_timeout,
-                   claim_idle=args.claim_idle, max_inflight=args.max_inflight, exit_after=args.exit_after,
-                   drain_timeout=args.drain_timeout, health_interval=args.health_interval,
-                   parent_pid=getattr(args, "parent_pid", None))
-    if opts.claim_idle_s <= opts.lock_ttl:
-        sys.stderr.write("Error: --claim-idle must be longer than --lock-ttl (a dead replica's lock must have "
-                         "expired before its work is taken over)\n")
-        return EXIT_USAGE
-    url = getattr(args, "redis_url", None) or os.environ.get("STATESTORE_REDIS_URL") or DEFAULT_URL
-    runtime = Runtime(args.latency_ms, args.hang, args.fail)
-    try:
-        store = Store.from_url(url, namespace=args.namespace, replica_id=replica_id,
-                               durability=args.durability, replicas=args.replicas,
-                               durability_timeout=args.durability_timeout)
-    except StateStoreError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
-        return 1
-    try:
-        store.ping()
-        replica = Replica(store, opts, runtime)
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            replica.stop(signal.Signals(signum).name)
-
-        old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            return replica.serve()
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-    except StateStoreError as exc:
-        sys.stderr.write(f"Error: {exc}\n")
-        return 1
-    except OSError as exc:
-        sys.stderr.write(f"Error: Redis is unavailable: {exc}\n")
-        return 1
-    finally:
-        store.close()
-
-
-__all__ = [
-    "ACTIONS", "COUNTER_LABEL", "GROUP", "Options", "Replica", "Result", "Runtime", "RuntimeFailure",
-    "add_arguments", "counter", "ensure_group", "read_results", "run", "submit",
-]
