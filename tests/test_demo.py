@@ -90,7 +90,7 @@ def _demo_args(**kw: object) -> argparse.Namespace:
 
 def test_auto_uses_a_redis_answering_on_localhost(monkeypatch: pytest.MonkeyPatch, redis_proc: RedisProcess) -> None:
     monkeypatch.delenv("STATESTORE_REDIS_URL", raising=False)
-    monkeypatch.setattr(demo, "DEFAULT_URL", redis_proc.url)
+    monkeypatch.setattr(demo.backend, "DEFAULT_URL", redis_proc.url)
     said: list[str] = []
     url, emb = demo.choose_redis(_demo_args(), said.append)
     assert (url, emb) == (redis_proc.url, None)
@@ -99,7 +99,7 @@ def test_auto_uses_a_redis_answering_on_localhost(monkeypatch: pytest.MonkeyPatc
 
 def test_auto_falls_back_to_fakeredis_without_a_redis_server_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATESTORE_REDIS_URL", raising=False)
-    monkeypatch.setattr(demo, "DEFAULT_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setattr(demo.backend, "DEFAULT_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setattr(embedded.shutil, "which", lambda name: None)
     said: list[str] = []
     url, emb = demo.choose_redis(_demo_args(), said.append)
