@@ -68,6 +68,7 @@ from tenacity import (
     stop_after_delay,
 )
 
+from . import _protocol
 from ._clients import derive_client, no_retries
 from ._errors import (
     CommitIndeterminateError,
@@ -215,14 +216,15 @@ class _Attempts:
 class Plan:
     """What one transaction writes, produced by a body from what it read.
 
-    ``commands`` are ``(name, key, *args)`` with name SET, DEL, ZADD, ZREM or
-    EVENT; the engine applies them in order with ``apply.lua`` inside MULTI/EXEC.
+    ``commands`` are ``(name, key, *args)`` with name SET, DEL, ZADD or ZREM, and
+    ``_protocol.EventOp``s; the engine applies them in order with ``apply.lua``
+    inside MULTI/EXEC (``_protocol.encode`` writes its arguments).
     The IDs of the change-log entries, in order, are the commit's revisions;
     ``finish`` turns them into the value the transaction returns.
     """
 
     key: str
-    commands: list[tuple[Any, ...]] = field(default_factory=list)
+    commands: list[_protocol.Op] = field(default_factory=list)
     finish: Callable[[list[str]], Any] = lambda revisions: None
     expected: int | None = None
     actual: int | None = None
@@ -233,10 +235,12 @@ class Plan:
     version: int | None = None
 
     def add(self, *command: Any) -> None:
+        """A SET, DEL, ZADD or ZREM: ``(name, key, *args)``."""
         self.commands.append(command)
 
-    def log(self, *command: Any) -> None:
-        self.commands.append(command)
+    def log(self, event: _protocol.EventOp) -> None:
+        """A record change's event (``_protocol.event``)."""
+        self.commands.append(event)
 
     def settled(self, result: Any) -> Plan:
         """This plan as one that writes nothing and returns ``result``."""
@@ -637,13 +641,7 @@ class Engine:
                     conn.disconnect()
                     raise _Lost(state.lost.plan, str(again)) from None
                 return self._durable(plan.key, acks, out)
-            keys: dict[str, int] = {}
-            argv: list[Any] = []
-            for op, key, *args in plan.commands:
-                ki = keys.setdefault(key, len(keys) + 1)
-                if op == "EVENT":  # its first argument is a key too: the sequence counter
-                    args[0] = keys.setdefault(args[0], len(keys) + 1)
-                argv += [op, ki, len(args), *args]
+            keys, argv = _protocol.encode(plan.commands)
             cmds = [("MULTI",), ("EVALSHA", self._apply.sha, len(keys), *keys, *argv), ("EXEC",), *wait]
             try:
                 conn.send_packed_command(_pack(conn, cmds), check_health=False)

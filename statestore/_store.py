@@ -24,7 +24,7 @@ from redis.cluster import ClusterNode
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from . import _codec, _filters, _indexes
+from . import _codec, _filters, _indexes, _protocol
 from ._cluster import slot_client, untyped
 from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, text, translate
 from ._errors import (
@@ -47,7 +47,6 @@ from ._model import META, Container, ExecConfig, _Record, normalize_name, valida
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
 from ._results import RecordList, finish_list
-from ._state import derive_status
 from ._urls import MultiHostURL, is_multi_host, parse_multi_host
 from ._view import View
 from ._watch import Watch
@@ -393,7 +392,8 @@ class _Repository(Generic[R]):
         doc = new if new is not None else old
         assert doc is not None
         etype = "create" if old is None else "delete" if new is None else "update"
-        plan.log(*self._store._event(etype, kind, doc, data, old if etype == "update" else None))
+        plan.log(_protocol.event(self._keys, self._store.changelog_maxlen, etype, kind, doc, data,
+                                 old if etype == "update" else None))
 
 
 def _stored_name(raw: Any) -> str | None:
@@ -1045,43 +1045,6 @@ class Store:
         return run_fsck(self, repair)
 
     # --- internals shared by the repositories -----------------------------------------
-    def _event(self, etype: str, kind: str, doc: dict[str, Any], data: bytes | None,
-               old: dict[str, Any] | None = None) -> tuple[Any, ...]:
-        """The plan op that logs and publishes one record change (see apply.lua's EVENT).
-
-        ``data`` is the record's encoding when the commit already has it.  ``old`` is
-        the document before an update: when the update changes a container's name or
-        labels, the entry carries ``prev`` (the name and labels before), which watch
-        selectors need to tell a record leaving or entering them (docs/schema.md).
-        """
-        if kind == KIND_CONTAINER:
-            rid, name = doc["Id"], doc["Name"][1:]
-            status = derive_status(doc["State"])
-            extra: dict[str, Any] = {"image": (doc.get("Config") or {}).get("Image") or "",
-                                     "labels": (doc.get("Config") or {}).get("Labels") or {}}
-            container = rid
-        else:
-            rid, name = doc["ID"], ""
-            status = ExecConfig(doc).status
-            container = doc.get("ContainerID") or ""
-            extra = {}
-        version = doc[META]["Version"]
-        payload = orjson.dumps({"namespace": self.namespace, "type": etype, "kind": kind, "id": rid,
-                                "name": name, "container": container, "version": version,
-                                "status": status, **extra})
-        prev: tuple[Any, ...] = ()
-        if old is not None and kind == KIND_CONTAINER:
-            old_labels = (old.get("Config") or {}).get("Labels") or {}
-            if old["Name"][1:] != name or old_labels != extra["labels"]:
-                prev = ("prev", orjson.dumps({"name": old["Name"][1:], "labels": old_labels}))
-        return (
-            "EVENT", self.keys.log, self.keys.log_seq, self.changelog_maxlen,
-            self.keys.channel(kind, rid), payload[:-1] + b",",
-            "type", etype, "kind", kind, "id", rid, "name", name, "container", container,
-            "version", version, "status", status, *prev,
-            "record", data if data is not None else orjson.dumps(doc),
-        )
-
     def _fetch(
         self, groups: list[tuple[str, str, Any]], warnings: list[str] | None = None,
     ) -> tuple[str | None, list[list[tuple[str, Any]]]]:

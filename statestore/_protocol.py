@@ -1,0 +1,108 @@
+"""The commit protocol's wire layout (pure): apply.lua's arguments and the change events.
+
+A commit's plan (``_engine.Plan``) is a list of operations: ``(name, key,
+*args)`` tuples for SET, DEL, ZADD and ZREM, and :class:`EventOp` for the
+change event of each record it writes.  This module is the one place that
+knows how they reach ``apply.lua``:
+
+* :func:`encode` numbers the keys (``KEYS``) and writes each operation as
+  ``name, key index, argument count, arguments`` (``ARGV``); an EVENT's first
+  argument is a key too (the sequence counter);
+* :func:`event` builds the EVENT of one record change: the stream entry's
+  fields (``ENTRY_FIELDS``, after the ``seq`` the script puts first) and the
+  head of the pub/sub payload (the script appends ``seq`` and ``revision``).
+
+The reader of the entries is ``_watch``; the layout is documented in
+docs/schema.md and docs/events.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from ._keys import KIND_CONTAINER, KeySchema
+from ._model import META, ExecConfig
+from ._state import derive_status
+
+#: a change-log entry's fields, in the order they are written (``seq`` by apply.lua;
+#: ``prev`` only on an update that changed a container's name or labels)
+ENTRY_FIELDS: Final = ("seq", "type", "kind", "id", "name", "container", "version", "status", "prev", "record")
+
+
+@dataclass(frozen=True, slots=True)
+class EventOp:
+    """apply.lua's EVENT: append one change to the log (``XADD`` with ``MAXLEN ~``) and
+    publish it on ``channel``."""
+
+    log: str                 # the change log (a stream)
+    seq_key: str             # the namespace's sequence counter
+    maxlen: int              # the log's approximate length cap
+    channel: str             # the record's notification channel
+    head: bytes              # the JSON payload without its closing brace
+    fields: tuple[Any, ...]  # the entry's field/value pairs after "seq"
+
+
+Op = tuple[Any, ...] | EventOp
+
+
+def encode(commands: Iterable[Op]) -> tuple[list[str], list[Any]]:
+    """``KEYS`` and ``ARGV`` of apply.lua for ``commands``, in order."""
+    index: dict[str, int] = {}
+
+    def key(k: str) -> int:
+        return index.setdefault(k, len(index) + 1)
+
+    argv: list[Any] = []
+    for op in commands:
+        if isinstance(op, EventOp):
+            log = key(op.log)
+            args: list[Any] = [key(op.seq_key), op.maxlen, op.channel, op.head, *op.fields]
+            argv += ["EVENT", log, len(args), *args]
+        else:
+            name, k, *rest = op
+            argv += [name, key(k), len(rest), *rest]
+    return list(index), argv
+
+
+def event(keys: KeySchema, maxlen: int, etype: str, kind: str, doc: dict[str, Any], data: bytes | None,
+          old: dict[str, Any] | None = None) -> EventOp:
+    """The EVENT of one record change (``etype``: create, update or delete).
+
+    ``data`` is the record's encoding when the commit already has it.  ``old`` is
+    the document before an update: when the update changes a container's name or
+    labels, the entry carries ``prev`` (the name and labels before), which watch
+    selectors need to tell a record leaving or entering them (docs/schema.md).
+    """
+    if kind == KIND_CONTAINER:
+        rid, name = doc["Id"], doc["Name"][1:]
+        status = derive_status(doc["State"])
+        extra: dict[str, Any] = {"image": (doc.get("Config") or {}).get("Image") or "",
+                                 "labels": (doc.get("Config") or {}).get("Labels") or {}}
+        container = rid
+    else:
+        rid, name = doc["ID"], ""
+        status = ExecConfig(doc).status
+        container = doc.get("ContainerID") or ""
+        extra = {}
+    version = doc[META]["Version"]
+    payload = orjson.dumps({"namespace": keys.namespace, "type": etype, "kind": kind, "id": rid,
+                            "name": name, "container": container, "version": version,
+                            "status": status, **extra})
+    prev: tuple[Any, ...] = ()
+    if old is not None and kind == KIND_CONTAINER:
+        old_labels = (old.get("Config") or {}).get("Labels") or {}
+        if old["Name"][1:] != name or old_labels != extra["labels"]:
+            prev = ("prev", orjson.dumps({"name": old["Name"][1:], "labels": old_labels}))
+    return EventOp(
+        keys.log, keys.log_seq, maxlen, keys.channel(kind, rid), payload[:-1] + b",",
+        ("type", etype, "kind", kind, "id", rid, "name", name, "container", container,
+         "version", version, "status", status, *prev,
+         "record", data if data is not None else orjson.dumps(doc)),
+    )
+
+
+__all__ = ["ENTRY_FIELDS", "EventOp", "Op", "encode", "event"]

@@ -1,0 +1,54 @@
+"""The commit protocol's wire layout (statestore._protocol), without Redis: apply.lua's KEYS/ARGV and the
+change events.  The integration tests (commits, watch, events) check the same layout against redis-server."""
+
+from __future__ import annotations
+
+import orjson
+
+from statestore import Container, ExecConfig
+from statestore._keys import KeySchema
+from statestore._protocol import ENTRY_FIELDS, EventOp, encode, event
+
+KEYS = KeySchema("proto")
+
+
+def test_encode_numbers_each_key_once_and_counts_arguments() -> None:
+    c = Container.new("nginx", name="web")
+    ev = event(KEYS, 1000, "create", "container", c._d, b"{}")
+    keys, argv = encode([("SET", "k1", b"v"), ev, ("ZADD", "k2", 0, "m"), ("DEL", "k1")])
+    assert keys == ["k1", KEYS.log, KEYS.log_seq, "k2"]
+    assert argv[:4] == ["SET", 1, 1, b"v"]
+    n = len(ev.fields) + 4
+    assert argv[4:8] == ["EVENT", 2, n, 3]  # the log, then the sequence counter: both keys
+    assert argv[8:11] == [1000, KEYS.channel("container", c.id), ev.head]
+    assert tuple(argv[11:11 + len(ev.fields)]) == ev.fields
+    assert argv[11 + len(ev.fields):] == ["ZADD", 4, 2, 0, "m", "DEL", 1, 0]
+
+
+def test_an_event_carries_the_entry_fields_and_a_payload_head() -> None:
+    c = Container.new("nginx", name="web", labels={"app": "shop"})
+    ev = event(KEYS, 50, "create", "container", c._d, None)
+    assert isinstance(ev, EventOp)
+    fields = dict(zip(ev.fields[::2], ev.fields[1::2], strict=True))
+    assert list(fields) == [f for f in ENTRY_FIELDS if f not in ("seq", "prev")]
+    assert fields["record"] == orjson.dumps(c._d) and fields["status"] == "created" and fields["name"] == "web"
+    head = orjson.loads(ev.head[:-1] + b"}")  # apply.lua appends "seq" and "revision" after the comma
+    assert ev.head.endswith(b",") and head["labels"] == {"app": "shop"} and head["namespace"] == "proto"
+
+
+def test_prev_is_logged_only_when_the_name_or_labels_change() -> None:
+    old = Container.new("nginx", name="web", labels={"app": "shop"})
+    same = Container(orjson.loads(orjson.dumps(old._d)))
+    same.state.set_running(pid=7)
+    assert "prev" not in event(KEYS, 50, "update", "container", same._d, None, old._d).fields
+    renamed = Container(orjson.loads(orjson.dumps(old._d)))
+    renamed.name = "api"
+    f = event(KEYS, 50, "update", "container", renamed._d, None, old._d).fields
+    assert orjson.loads(f[f.index("prev") + 1]) == {"name": "web", "labels": {"app": "shop"}}
+
+
+def test_an_exec_event_names_its_container() -> None:
+    c = Container.new("nginx", name="web")
+    x = ExecConfig.new(c.id, ["sh"])
+    f = event(KEYS, 50, "create", "exec", x._d, None).fields
+    assert f[f.index("container") + 1] == c.id and f[f.index("name") + 1] == ""
