@@ -15,13 +15,14 @@ tests).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, NamedTuple, TypeVar
 
 from ._errors import AmbiguousReferenceError, InvalidArgumentError, NotFoundError
 
 _REF_RE: Final = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _HEX_RE: Final = re.compile(r"^[0-9a-f]{1,64}$")
+_HEX_ONLY: Final = re.compile(r"[0-9a-f]{1,64}")  # (for fullmatch: a reference that can only be an ID or a prefix)
 MAX_REF_LEN: Final = 256
 
 T = TypeVar("T")
@@ -53,22 +54,58 @@ def parse_reference(ref: object, kind: str = "container") -> Reference:
     )
 
 
+def resolve(
+    ref: object,
+    kind: str,
+    by_id: Callable[[str], T | None],
+    by_name: Callable[[str], T | None] | None,
+    by_prefix: Callable[[str], Sequence[T]],
+) -> T:
+    """Docker's lookup order over any in-memory back end, with the store's errors.
+
+    ``by_id``: the record with this full ID, ``by_name``: the record with this exact
+    name (None for execs), ``by_prefix``: up to two records whose ID starts with the
+    prefix.  A stored name is a valid reference, so it is looked up before the
+    reference is parsed (an existing full ID still comes first); a lowercase hex
+    reference needs no parsing either.
+    """
+    if by_name is not None and type(ref) is str:
+        named = by_name(ref[1:] if ref[:1] == "/" else ref)
+        if named is not None:
+            hit = by_id(ref) if len(ref) == 64 else None
+            return named if hit is None else hit
+    if type(ref) is str and _HEX_ONLY.fullmatch(ref):
+        bare = ref  # what parse_reference would find: a full ID or an ID prefix
+    else:
+        r = parse_reference(ref, kind)
+        if not r.hex_prefix:
+            raise NotFoundError(kind, str(ref))
+        bare = r.bare
+    if len(bare) == 64:
+        hit = by_id(bare)
+        if hit is not None:
+            return hit
+    hits = by_prefix(bare)
+    if len(hits) > 1:
+        raise AmbiguousReferenceError(kind, str(ref))
+    if hits:
+        return hits[0]
+    raise NotFoundError(kind, str(ref))
+
+
 def resolve_in(
     ref: str,
     by_id: Mapping[str, T],
     names: Mapping[str, str] | None,
     kind: str = "container",
 ) -> T:
-    """Resolve ``ref`` against in-memory records; same rules and errors as the store."""
-    r = parse_reference(ref, kind)
-    if r.full_id and r.bare in by_id:
-        return by_id[r.bare]
-    if r.name and names is not None and r.bare in names and names[r.bare] in by_id:
-        return by_id[names[r.bare]]
-    if r.hex_prefix:
-        hits = [i for i in by_id if i.startswith(r.bare)]
-        if len(hits) > 1:
-            raise AmbiguousReferenceError(kind, ref)
-        if hits:
-            return by_id[hits[0]]
-    raise NotFoundError(kind, ref)
+    """Resolve ``ref`` against in-memory records (a snapshot); same rules and errors as the store."""
+    def by_name(name: str) -> T | None:
+        rid = names.get(name) if names is not None else None
+        return None if rid is None else by_id.get(rid)
+
+    def by_prefix(prefix: str) -> list[T]:
+        return [by_id[i] for i in by_id if i.startswith(prefix)][:2]
+
+    # execs have no names (Docker's exec lookups never try one)
+    return resolve(ref, kind, by_id.get, by_name if names is not None and kind == "container" else None, by_prefix)

@@ -32,8 +32,8 @@ replica answers ``ps``/``inspect`` without a round trip.
 from __future__ import annotations
 
 import builtins
+import functools
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -44,18 +44,16 @@ import orjson
 from . import _codec, _filters, _indexes
 from ._engine import RECONNECT_BACKOFF
 from ._errors import (
-    AmbiguousReferenceError,
     CorruptRecordError,
     HistoryTrimmedError,
     LogRegressionError,
-    NotFoundError,
     StoreUnavailableError,
 )
 from ._keys import KIND_CONTAINER, KIND_EXEC
 from ._memindex import MemIndex, exact_head
 from ._model import Container, ExecConfig
 from ._parts import StoreParts
-from ._refs import parse_reference
+from ._refs import resolve
 from ._results import RecordList, finish_list
 from ._state import derive_status
 from ._watch import Event, Watch, revision_key
@@ -72,9 +70,6 @@ class ViewSource(StoreParts, Protocol):
 
 
 log = logging.getLogger("statestore.view")
-
-#: a reference that can only be an ID or an ID prefix (parse_reference's hex_prefix, without a "/")
-_HEX_REF = re.compile(r"[0-9a-f]{1,64}")
 
 
 class _Rec:
@@ -115,6 +110,9 @@ class _Table:
         self.kind = kind
         self.rows: dict[str, _Rec] = {}
         self.index = MemIndex(records=self.rows)
+        # (a partial: no Python frame of its own on every lookup)
+        self._by_name = functools.partial(self.index.lookup, "name") if kind == KIND_CONTAINER else None
+        self._by_prefix = self._prefix
 
     def record(self, rid: str, version: int, raw: bytes, doc: dict[str, Any]) -> _Rec:
         status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
@@ -148,30 +146,12 @@ class _Table:
         self.index.rebuild((rec.pairs, rec) for rec in self.rows.values())
 
     def resolve(self, ref: str) -> _Rec:
-        """Docker's lookup order: exact full ID, exact name (containers), unique ID prefix."""
-        if self.kind == KIND_CONTAINER and isinstance(ref, str):
-            # a stored name is a valid reference: no need to parse it (an existing full ID
-            # still comes first)
-            named: _Rec | None = self.index.lookup("name", ref[1:] if ref[:1] == "/" else ref)
-            if named is not None and not (len(ref) == 64 and ref in self.rows):
-                return named
-        # (an exact name was looked up above: the same dict, the same key)
-        if type(ref) is str and _HEX_REF.fullmatch(ref):
-            bare = ref  # lowercase hex: what parse_reference would find (a full ID or an ID prefix)
-        else:
-            r = parse_reference(ref, self.kind)
-            if not r.hex_prefix:
-                raise NotFoundError(self.kind, ref)
-            bare = r.bare
-        rec = self.rows.get(bare) if len(bare) == 64 else None
-        if rec is not None:
-            return rec
-        hits = self.index.first_with_prefix("id", bare, 2)
-        if len(hits) > 1:
-            raise AmbiguousReferenceError(self.kind, ref)
-        if hits:
-            return self.rows[hits[0]]
-        raise NotFoundError(self.kind, ref)
+        """Docker's lookup order (``_refs.resolve``): exact full ID, exact name (containers), unique ID prefix."""
+        found: _Rec = resolve(ref, self.kind, self.rows.get, self._by_name, self._by_prefix)
+        return found
+
+    def _prefix(self, prefix: str) -> list[_Rec]:
+        return [self.rows[rid] for rid in self.index.first_with_prefix("id", prefix, 2)]
 
 
 class _Planned(NamedTuple):
