@@ -29,7 +29,7 @@ from ._errors import (
 )
 from ._filters import parse_filter_args
 from ._fsck import FsckReport, Problem
-from ._lock import Lease, LockInfo
+from ._lock import Lease, LockInfo, LockList
 from ._model import (
     Config,
     Container,
@@ -56,6 +56,7 @@ __all__ = [
     "RecordList",
     "Lease",
     "LockInfo",
+    "LockList",
     "Watch",
     "Event",
     "View",

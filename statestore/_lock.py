@@ -233,6 +233,16 @@ def _bounded_client(client: Any) -> Any:
     return client if derived is None else derived
 
 
+class LockList(list[LockInfo]):
+    """The held locks of a namespace, oldest first, and ``unreadable``: lock keys the
+    read found but could not report (released between the scan and the read, or not
+    a lock record: ``statestore fsck`` tells which)."""
+
+    def __init__(self, items: list[LockInfo] | None = None, unreadable: int = 0) -> None:
+        super().__init__(items or ())
+        self.unreadable = unreadable
+
+
 class LockManager:
     """Acquires, renews and releases the leases of one store."""
 
@@ -418,16 +428,16 @@ class LockManager:
             self._renew_client.close()
 
     # --- observation -------------------------------------------------------------------
-    def locks(self) -> list[LockInfo]:
+    def locks(self) -> LockList:
         """Every held lock of the namespace (SCAN over the lock keys)."""
         keys = self.store.keys
         client = self.store.client
         engine = self.store._engine
 
-        def collect() -> list[LockInfo]:
+        def collect() -> LockList:
             lock_keys = list(client.scan_iter(match=keys.lock_prefix + "*", count=1000))
             if not lock_keys:
-                return []
+                return LockList()
             pipe = client.pipeline(transaction=False)
             for k in lock_keys:
                 pipe.get(k)
@@ -436,11 +446,12 @@ class LockManager:
             replies = pipe.execute()
             secs, micros = replies[-1]
             now_ms = int(secs) * 1000 + int(micros) // 1000
-            out: list[LockInfo] = []
+            out = LockList()
             for i, k in enumerate(lock_keys):
                 raw, pttl = replies[2 * i], replies[2 * i + 1]
                 if raw is None:
-                    continue  # released between SCAN and GET
+                    out.unreadable += 1  # released between SCAN and GET (or unreadable: counted alike)
+                    continue
                 key = k.decode() if isinstance(k, bytes) else str(k)
                 try:
                     h = orjson.loads(raw)
@@ -454,9 +465,10 @@ class LockManager:
                     )
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     log.warning("unreadable lock record at %s", key)
+                    out.unreadable += 1
                     continue
                 out.append(info)
-            out.sort(key=lambda li: li.acquired_ms)
+            out.sort(key=lambda li: li.acquired_ms)  # (in place: the count stays with it)
             return out
 
         return engine.read(collect)

@@ -42,7 +42,7 @@ from ._errors import (
 )
 from ._fsck import FsckReport, run_fsck
 from ._keys import KIND_CONTAINER, KIND_EXEC, NAMESPACE_RE, PREFIX, KeySchema
-from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockInfo, LockManager
+from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockList, LockManager
 from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
 from ._names import generate_name
 from ._refs import parse_reference, resolve_in
@@ -1000,8 +1000,9 @@ class Store:
         """A local, watch-fed copy of every record of the namespace (see ``View``)."""
         return View(self)
 
-    def locks(self) -> list[LockInfo]:
-        """Every held action lock of the namespace, oldest first (for operators)."""
+    def locks(self) -> LockList:
+        """Every held action lock of the namespace, oldest first (for operators); ``.unreadable``
+        counts the lock keys found but not reported (released meanwhile, or not a lock record)."""
         return self._locks.locks()
 
     def __enter__(self) -> Store:

@@ -755,6 +755,14 @@ def test_locks_empty(cli: Cli) -> None:
     assert ok(cli("locks", "--format", "json")) == ""
 
 
+def test_locks_warn_about_a_lock_key_they_cannot_read(cli: Cli, client: redis.Redis, store: Store) -> None:
+    client.set(store.keys.lock("e" * 64), b"garbage", px=30_000)
+    res = cli("locks")
+    titles, rows = parse_table(res.stdout)
+    assert (res.returncode, titles, rows) == (0, LOCKS_HEADER, [])
+    assert res.stderr == "Warning: 1 lock key(s) unreadable or just released; run statestore fsck\n"
+
+
 def test_locks_show_a_held_lock(cli: Cli, client: redis.Redis, namespace: str, fleet: dict[str, Any]) -> None:
     holder = Store(client, namespace=namespace, replica_id="replica-test")
     try:

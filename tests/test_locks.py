@@ -792,3 +792,17 @@ def test_on_lost_fires_by_the_deadline_when_redis_hangs(namespace: str) -> None:
         store.close()
         client.close()
         server.cleanup()
+
+
+def test_locks_counts_the_lock_keys_it_cannot_report(store: Store, client: redis.Redis) -> None:
+    """A lock key holding something that is not a lock record is counted as unreadable, not reported."""
+    from statestore import LockList
+
+    c = store.containers.create(Container.new("busybox", name="held"))
+    with store.lock("held"):
+        client.set(store.keys.lock("f" * 64), b"not a lock record")
+        locks = store.locks()
+        assert isinstance(locks, LockList)
+        assert [li.container_id for li in locks] == [c.id] and locks.unreadable == 1
+    client.delete(store.keys.lock("f" * 64))
+    assert store.locks() == [] and store.locks().unreadable == 0

@@ -251,9 +251,8 @@ def cmd_namespaces(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 
 def cmd_locks(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     locks = store.locks()
-    keys = sum(1 for _ in store.client.scan_iter(match=store.keys.lock_prefix + "*", count=1000))
-    if keys > len(locks):
-        sys.stderr.write(f"Warning: {keys - len(locks)} lock key(s) unreadable or just released; "
+    if locks.unreadable:
+        sys.stderr.write(f"Warning: {locks.unreadable} lock key(s) unreadable or just released; "
                          "run statestore fsck\n")
     if args.format == "json":
         for li in locks:
