@@ -210,6 +210,8 @@ class _Attempts:
 
     commit_id: str
     lost: _Lost | None = None
+    #: the replay decision (``transact``'s ``replay``)
+    replay: Callable[[Plan, Any], Any] | None = None
 
 
 @dataclass
@@ -553,16 +555,20 @@ class Engine:
 
     # --- transactions --------------------------------------------------------------
     def transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None, *,
-                 replay_safe: bool = False) -> Any:
+                 replay: Callable[[Plan, Any], Any] | None = None) -> Any:
         """Run ``body`` under WATCH and apply its plan atomically; see the module doc.
 
         With a ``fence``, the lock key is watched and its token checked in the
         first read: a commit by a holder that lost its lock raises and writes nothing.
-        ``replay_safe``: the body checks ``tx.lost`` (whether an attempt whose
-        EXEC reply was lost was applied), so such an attempt is retried instead
-        of raising CommitIndeterminateError.
+        ``replay`` (``_protocol.replay_outcome`` for a record kind): after an attempt
+        whose EXEC reply was lost, the retry first reads the lost plan's key and asks
+        ``replay(lost_plan, value)`` whether that attempt was applied: its result ends
+        the call, ``_protocol.NOT_APPLIED`` runs the body again, and an error (it
+        cannot be told) is raised.  Without it, such an attempt raises
+        CommitIndeterminateError.
         """
-        state = _Attempts(self.new_commit_id())
+        replay_safe = replay is not None
+        state = _Attempts(self.new_commit_id(), replay=replay)
         try:
             return self._attempt(body, fence, state)  # the common case pays no retry set-up
         except (_Aborted, _Unsent, _Lost) as exc:
@@ -623,7 +629,15 @@ class Engine:
         with self._connection() as conn:
             tx = Tx(conn, fence, state.commit_id, state.lost.plan if state.lost else None)
             try:
-                plan = body(tx)
+                plan = None
+                if state.lost is not None and state.replay is not None:
+                    lost = state.lost.plan
+                    (raw,) = tx.read([lost.key])
+                    outcome = state.replay(lost, raw)
+                    if outcome is not _protocol.NOT_APPLIED:  # it was: this call's result, nothing to write
+                        plan = tx.plan(lost.key).settled(outcome)
+                if plan is None:
+                    plan = body(tx)
             except BaseException:
                 self._unwatch(conn, tx)
                 raise

@@ -18,14 +18,16 @@ docs/schema.md and docs/events.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
+from . import _codec
+from ._errors import CommitIndeterminateError
 from ._keys import KIND_CONTAINER, KeySchema
-from ._model import META, ExecConfig
+from ._model import META, Container, ExecConfig
 from ._state import derive_status
 
 #: a change-log entry's fields, in the order they are written (``seq`` by apply.lua;
@@ -105,4 +107,54 @@ def event(keys: KeySchema, maxlen: int, etype: str, kind: str, doc: dict[str, An
     )
 
 
-__all__ = ["ENTRY_FIELDS", "EventOp", "Op", "encode", "event"]
+class LostPlan(Protocol):
+    """What the replay decision reads of the plan whose EXEC reply was lost (``_engine.Plan``)."""
+
+    key: str                                   # the record the plan writes
+    version: int | None                        # the version it gives it (None: a delete)
+    expected: int | None                       # the version it expected (0: a create)
+    commit_id: str                             # written into the record (StateStore.Commit)
+    finish: Callable[[list[str]], Any]         # the call's result from its revisions
+
+
+class _NotApplied:
+    def __repr__(self) -> str:
+        return "NOT_APPLIED"
+
+
+#: ``replay_outcome``'s answer when the lost attempt was not applied: plan again
+NOT_APPLIED: Final = _NotApplied()
+
+
+def replay_outcome(kind: str, max_bytes: int, lost: LostPlan, raw: bytes | None) -> Any:
+    """After an attempt whose EXEC reply was lost: was it applied?  ``raw`` is the record's
+    value now (read, and watched, by the retry).
+
+    Every record a commit writes carries the commit's id (``StateStore.Commit``), the
+    same for all attempts of one call.  Returns what the call returns when the lost
+    attempt was applied (the record it committed, with ``revision`` None; for a delete,
+    its usual result), ``NOT_APPLIED`` when it was not (plan again, safely: the lost
+    EXEC can no longer apply, its WATCH is void once the retry commits).  Raises
+    CommitIndeterminateError when another writer changed the record since, so that the
+    outcome cannot be told.  One decision for every kind of write (the engine applies
+    it before the retry's body runs).
+    """
+    key = lost.key
+    if lost.version is None:  # a delete: applied if the record is gone
+        return lost.finish([]) if raw is None else NOT_APPLIED
+    if raw is None:
+        if lost.expected == 0:  # a create that did not happen
+            return NOT_APPLIED
+        raise CommitIndeterminateError(key, "the record was deleted by another writer since")
+    doc = _codec.decode_document(kind, key, raw, max_bytes)
+    meta = doc[META]
+    if meta.get("Commit") == lost.commit_id:
+        return Container(doc) if kind == KIND_CONTAINER else ExecConfig(doc)
+    if meta["Version"] >= (lost.version or 0):
+        raise CommitIndeterminateError(
+            key, f"another writer committed version {meta['Version']} since, so whether version "
+            f"{lost.version} was this commit cannot be told")
+    return NOT_APPLIED
+
+
+__all__ = ["ENTRY_FIELDS", "NOT_APPLIED", "EventOp", "LostPlan", "Op", "encode", "event", "replay_outcome"]

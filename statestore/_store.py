@@ -30,7 +30,6 @@ from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own
 from ._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
-    CommitIndeterminateError,
     ConflictError,
     CorruptRecordError,
     InvalidArgumentError,
@@ -107,6 +106,8 @@ class _Repository(Generic[R]):
         self._record_prefix = self._keys.record_prefix(self.kind)
         self._name_prefix = self._keys.name_prefix if self.kind == KIND_CONTAINER else ""
         self._id_index_keys = (self._keys.index(self.kind, "id"),)
+        # after a lost EXEC reply: was that attempt applied? (one decision for every write)
+        self._replay = functools.partial(_protocol.replay_outcome, self.kind, self._max)
 
     # --- decoding --------------------------------------------------------------
     def _decode(self, key: str, raw: Any) -> R:
@@ -253,8 +254,6 @@ class _Repository(Generic[R]):
 
         def body(tx: Tx) -> Plan:
             (raw,) = tx.read([key])
-            if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
-                return done
             if raw is None:
                 raise NotFoundError(self.kind, record.id)
             current: R = self._decode(key, raw)
@@ -280,8 +279,6 @@ class _Repository(Generic[R]):
 
             def body(tx: Tx) -> Plan:
                 (raw,) = tx.read([key])
-                if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
-                    return done
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current: R = self._decode(key, raw)
@@ -306,7 +303,7 @@ class _Repository(Generic[R]):
     def _transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
         """``engine.transact``, and when optimistic retries run out, the version now stored."""
         try:
-            return self._engine.transact(body, fence, replay_safe=True)
+            return self._engine.transact(body, fence, replay=self._replay)
         except ConflictError as exc:
             if exc.actual is not None:
                 raise
@@ -320,38 +317,6 @@ class _Repository(Generic[R]):
                 raise exc from None
             raise ConflictError(exc.key, exc.expected, actual, exc.attempts,
                                 "the record kept changing" if actual is not None else "the record is gone") from None
-
-    def _replayed(self, tx: Tx, key: str, raw: Any) -> Plan | None:
-        """After an attempt whose EXEC reply was lost (``tx.lost``): was it applied?
-
-        Every record a commit writes carries the commit's id
-        (``StateStore.Commit``), the same for all attempts of one call.  A plan
-        that writes nothing is returned when the lost attempt was applied (the
-        call then returns what that attempt committed, with ``revision``
-        None); None when it was not (plan again, safely: the lost EXEC can no
-        longer apply, its WATCH is void once we commit).  Raises
-        CommitIndeterminateError when another writer changed the record since,
-        so that the outcome cannot be told.
-        """
-        lost = tx.lost
-        assert lost is not None
-        if lost.version is None:  # a delete: applied if the record is gone
-            if raw is None:
-                return tx.plan(key).settled(lost.finish([]))
-            return None
-        if raw is None:
-            if lost.expected == 0:  # a create that did not happen
-                return None
-            raise CommitIndeterminateError(key, "the record was deleted by another writer since")
-        doc = _codec.decode_document(self.kind, key, raw, self._max)
-        meta = doc[META]
-        if meta.get("Commit") == lost.commit_id:
-            return tx.plan(key).settled(_record_of(self.kind, doc))
-        if meta["Version"] >= lost.version:
-            raise CommitIndeterminateError(
-                key, f"another writer committed version {meta['Version']} since, so whether version "
-                f"{lost.version} was this commit cannot be told")
-        return None
 
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
         if lease is not None:
@@ -493,8 +458,6 @@ class Containers(_Repository[Container]):
 
         def body(tx: Tx) -> Plan:
             raw, holder = tx.read([key, nkey])
-            if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
-                return done
             if raw is not None:
                 raise AlreadyExistsError(self.kind, cid)
             if holder is not None:
@@ -568,8 +531,6 @@ class Containers(_Repository[Container]):
 
             def body(tx: Tx) -> Plan:
                 (raw,) = tx.read([key])
-                if tx.lost is not None and (done := self._replayed(tx, key, raw)) is not None:
-                    return done
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(key, raw)
@@ -667,8 +628,6 @@ class Execs(_Repository[ExecConfig]):
 
         def body(tx: Tx) -> Plan:
             craw, xraw = tx.read([ckey, xkey])
-            if tx.lost is not None and (done := self._replayed(tx, xkey, xraw)) is not None:
-                return done
             if craw is None:
                 raise NotFoundError(KIND_CONTAINER, exec_config.container_id)
             if xraw is not None:
@@ -714,8 +673,6 @@ class Execs(_Repository[ExecConfig]):
 
             def body(tx: Tx) -> Plan:
                 (xraw,) = tx.read([xkey])
-                if tx.lost is not None and (done := self._replayed(tx, xkey, xraw)) is not None:
-                    return done
                 if xraw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(xkey, xraw)

@@ -52,3 +52,40 @@ def test_an_exec_event_names_its_container() -> None:
     x = ExecConfig.new(c.id, ["sh"])
     f = event(KEYS, 50, "create", "exec", x._d, None).fields
     assert f[f.index("container") + 1] == c.id and f[f.index("name") + 1] == ""
+
+
+class _Lost:
+    """A lost plan as replay_outcome reads it."""
+
+    def __init__(self, key: str, version: int | None, expected: int | None, commit_id: str) -> None:
+        self.key, self.version, self.expected, self.commit_id = key, version, expected, commit_id
+        self.finish = lambda revisions: ("deleted", revisions)
+
+
+def _stored(c: Container, version: int, commit: str) -> bytes:
+    doc = orjson.loads(orjson.dumps(c._d))
+    doc["StateStore"].update(Version=version, Commit=commit)
+    return orjson.dumps(doc)
+
+
+def test_the_replay_decision_tells_applied_not_applied_and_unknowable() -> None:
+    import pytest
+
+    from statestore import CommitIndeterminateError
+    from statestore._protocol import NOT_APPLIED, replay_outcome
+
+    c = Container.new("nginx", name="web")
+    key = KEYS.container(c.id)
+    decide = lambda lost, raw: replay_outcome("container", 1 << 20, lost, raw)  # noqa: E731
+    update = _Lost(key, 3, 2, "abc-1")
+    applied = decide(update, _stored(c, 3, "abc-1"))
+    assert isinstance(applied, Container) and applied.version == 3 and applied.revision is None
+    assert decide(update, _stored(c, 2, "other-7")) is NOT_APPLIED  # still the version it expected
+    with pytest.raises(CommitIndeterminateError):
+        decide(update, _stored(c, 3, "other-8"))  # someone else committed version 3 since
+    with pytest.raises(CommitIndeterminateError):
+        decide(update, None)  # deleted since
+    assert decide(_Lost(key, 1, 0, "abc-2"), None) is NOT_APPLIED  # a create that did not happen
+    delete = _Lost(key, None, 3, "abc-3")
+    assert decide(delete, None) == ("deleted", [])  # gone: the delete was applied
+    assert decide(delete, _stored(c, 3, "x")) is NOT_APPLIED
