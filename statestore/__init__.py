@@ -27,9 +27,10 @@ from ._errors import (
     StorePermissionError,
     StoreUnavailableError,
 )
+from ._events import Event, parse_revision
 from ._filters import parse_filter_args
-from ._fsck import FsckReport, Problem
-from ._lock import Lease, LockInfo, LockList
+from ._fsckcheck import FsckReport, Problem
+from ._lockinfo import LockInfo, LockList
 from ._model import (
     Config,
     Container,
@@ -40,10 +41,11 @@ from ._model import (
     ProcessConfig,
     State,
 )
-from ._results import RecordList
-from ._store import Containers, Execs, Snapshot, Store
-from ._view import View
-from ._watch import Event, Watch, parse_revision
+from ._results import RecordList, Snapshot
+from ._sync._lock import Lease
+from ._sync._store import Containers, Execs, Store
+from ._sync._view import View
+from ._sync._watch import Watch
 
 __version__ = "0.1.0"
 

@@ -4,7 +4,7 @@ Every error a user can see derives from :class:`StateStoreError`.  Errors carry
 the data a caller needs to act on them (the key, the versions seen, the holder
 of a name) as attributes, not only in the message.  Nothing from
 ``redis.exceptions`` crosses the public API: the Redis edge translates in one
-place (``statestore._engine.translate``).
+place (``statestore._edge.translate``).
 """
 
 from __future__ import annotations

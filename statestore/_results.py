@@ -7,12 +7,15 @@ against the whole query, sort newest first, cut at the limit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from . import _filters
 from ._errors import CorruptRecordError
-from ._model import Container, _Record
+from ._keys import KIND_EXEC
+from ._model import Container, ExecConfig, _Record
+from ._refs import resolve_in
 
 R = TypeVar("R", bound=_Record)
 
@@ -40,3 +43,35 @@ def finish_list(q: _filters.Query, docs: list[dict[str, Any]], revision: str | N
     if q.limit is not None:
         hits = hits[: q.limit]
     return RecordList((Container(d) for d in hits), revision, corrupt, warnings)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent view of every record of a namespace, at ``revision``.
+
+    ``containers``/``execs`` map IDs to fresh record objects.  ``get`` and
+    ``list`` answer with the store's lookup and filter rules, from memory.
+    """
+
+    revision: str
+    containers: dict[str, Container]
+    execs: dict[str, ExecConfig]
+    corrupt: tuple[CorruptRecordError, ...] = ()
+    _names: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def get(self, ref: str) -> Container:
+        return resolve_in(ref, self.containers, self._names).copy()  # type: ignore[no-any-return]
+
+    def get_exec(self, ref: str) -> ExecConfig:
+        return resolve_in(ref, self.execs, None, KIND_EXEC).copy()  # type: ignore[no-any-return]
+
+    def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
+             limit: int | None = None) -> RecordList[Container]:
+        q = _filters.make_query(filters, all, limit)
+        before = self.get(q.values("before")[0]).created if q.values("before") else None
+        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        docs = [c.to_dict() for c in self.containers.values()]  # callers get copies, not ours
+        return finish_list(q, docs, self.revision, (), before, since)
+
+
+__all__ = ["RecordList", "Snapshot", "finish_list"]

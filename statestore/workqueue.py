@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 
-from ._clients import Client
-from ._engine import text
+from ._edge import text
 from ._errors import InvalidArgumentError, StorePermissionError, StoreUnavailableError
+from ._sync._clients import Client
 
 if TYPE_CHECKING:
-    from ._store import Store
+    from ._sync._store import Store
 
 GROUP = "replicas"
 ACTIONS = ("create", "start", "stop", "restart", "pause", "unpause", "kill", "rename", "remove", "exec")

@@ -25,7 +25,9 @@ import pytest
 import redis
 
 from statestore import Container, ExecConfig, FsckReport, Problem, Store
-from statestore._fsck import CODES, analyze, read_namespace, redis_cli, repair
+from statestore._fsckcheck import CODES, analyze
+from statestore._sync._clients import redis_cli
+from statestore._sync._fsck import read_namespace, repair
 from statestore.cli import main
 from tests.conftest import dump_namespace
 from tests.redisproc import RedisProcess
@@ -649,7 +651,7 @@ def test_orphan_keys_are_reported_not_deleted(store: Store, client: redis.Redis,
 
 def test_every_single_key_the_schema_names_is_no_orphan(store: Store, client: redis.Redis, w: World) -> None:
     """lockseq, and the keys other parts of statestore add to ``KeySchema`` (the daemon's queues)."""
-    from statestore._fsck import _single_keys
+    from statestore._fsckcheck import _single_keys
 
     single = _single_keys(store.keys)
     assert {"log", "log_seq", "lock_seq"} <= set(single.values())

@@ -31,7 +31,7 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from statestore import Container, ExecConfig, Store
+from statestore import Container, ExecConfig, Lease, Store
 from statestore._errors import (
     InvalidArgumentError,
     LockLostError,
@@ -40,7 +40,6 @@ from statestore._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from statestore._lock import Lease
 from tests import lock_workers
 from tests.conftest import dump_namespace
 from tests.redisproc import RedisProcess, free_port

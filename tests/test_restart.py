@@ -11,7 +11,7 @@
   the same store works again.
 * An RDB-only Redis restarted from an older snapshot (writes lost): a watcher
   raises ``LogRegressionError`` instead of going on silently, a ``View`` relists,
-  and what the view shows is checked against ``statestore/_view.py``'s documented
+  and what the view shows is checked against ``statestore/_async/_view.py``'s documented
   contract.
 
 The figures printed (restart to first commit, commits acknowledged) are
@@ -438,7 +438,7 @@ def test_after_a_restart_that_lost_writes_the_watcher_raises_log_regression_and_
 @pytest.mark.slow
 def test_after_a_restart_that_lost_writes_the_view_adopts_the_store_and_says_so(
         rdb_regression: Regression) -> None:
-    """The View's documented contract (statestore/_view.py, docs/api.md "Regressions"): versions
+    """The View's documented contract (statestore/_async/_view.py, docs/api.md "Regressions"): versions
     never go back, except when the store itself lost commits; then the view adopts what Redis holds
     and counts it in ``regressions`` -- never silently."""
     r = rdb_regression

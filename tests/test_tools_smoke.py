@@ -39,6 +39,7 @@ SMOKE_TESTS = {
     "loadgen.py": "tests/test_tools.py::test_loadgen_table_output_and_cleanup",
     "nsdump.py": "tests/test_tools.py::test_export_then_import_reproduces_every_record",
     "quickstart.py": "tests/test_tools_smoke.py::test_quickstart_on_a_given_redis",
+    "unasync.py": "tests/test_unasync.py::test_the_committed_sync_modules_are_up_to_date",
 }
 
 

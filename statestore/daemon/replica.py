@@ -23,7 +23,7 @@ from .. import (
     StateStoreError,
     Store,
 )
-from .._engine import RECONNECT_BACKOFF
+from .._edge import RECONNECT_BACKOFF
 from ..workqueue import ACTIONS, WorkQueue
 from .runtime import ActionError, Interrupted, Runtime, RuntimeFailure
 

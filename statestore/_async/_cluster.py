@@ -25,17 +25,20 @@ no cluster-specific code, only the error handling every store already has:
 * A connection that cannot be established (the primary died) makes the
   router ask the other known nodes for the slot map (``CLUSTER SLOTS``)
   before the next attempt, so a failover inside the cluster is followed.
+
+(Written in ``statestore/_async``; ``statestore/_sync`` has the generated sync face.)
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import Any
 
-import redis
+import redis.asyncio as redis
 import redis.exceptions as rex
 from redis.crc import key_slot
+
+from .._synchronization import AsyncLock
 
 
 def untyped(obj: object) -> Any:
@@ -56,34 +59,34 @@ class SlotRouter:
             raise ValueError("a cluster needs at least one startup node")
         self._kwargs = connect_kwargs
         self._connection_class = connection_class
-        self._lock = threading.Lock()
+        self._lock = AsyncLock()
         self.current: tuple[str, int] | None = None
         # the owner before ``invalidate``: a refresh that finds another node is a move too
         self._last: tuple[str, int] | None = None
         #: how many times the owner changed (MOVED or a refresh that found another node)
         self.moves = 0
 
-    def address(self) -> tuple[str, int]:
+    async def address(self) -> tuple[str, int]:
         current = self.current
         if current is not None:
             return current
-        with self._lock:
+        async with self._lock:
             if self.current is None:
-                self._set(self._lookup())
+                self._set(await self._lookup())
             assert self.current is not None
             return self.current
 
-    def moved(self, host: str, port: int) -> None:
+    async def moved(self, host: str, port: int) -> None:
         """A ``MOVED`` reply named the slot's new owner."""
-        with self._lock:
+        async with self._lock:
             addr = (host, int(port))
             if addr not in self._known:
                 self._known.append(addr)
             self._set(addr)
 
-    def invalidate(self, address: tuple[str, int]) -> None:
+    async def invalidate(self, address: tuple[str, int]) -> None:
         """``address`` could not be reached: ask the cluster again before the next connection."""
-        with self._lock:
+        async with self._lock:
             if self.current == address:
                 self._last, self.current = address, None
 
@@ -93,21 +96,21 @@ class SlotRouter:
             self.moves += 1
         self.current, self._last = addr, None
 
-    def _lookup(self) -> tuple[str, int]:
+    async def _lookup(self) -> tuple[str, int]:
         errors: list[str] = []
         # any node can answer CLUSTER SLOTS; the owner that just could not be reached
         # is asked last, so a dead primary does not cost a connect timeout first
         for host, port in sorted(self._known, key=lambda a: a == self._last):
             conn = self._connection_class(host=host, port=port, **self._kwargs)
             try:
-                untyped(conn).connect()
-                untyped(conn).send_command("CLUSTER", "SLOTS")
-                reply = conn.read_response()
+                await untyped(conn).connect()
+                await untyped(conn).send_command("CLUSTER", "SLOTS")
+                reply = await conn.read_response()
             except (rex.ConnectionError, rex.TimeoutError, rex.ResponseError, OSError) as exc:
                 errors.append(f"{host}:{port}: {exc}")
                 continue
             finally:
-                untyped(conn).disconnect()
+                await untyped(conn).disconnect()
             owner = self._parse(reply, host)
             if owner is not None:
                 return owner
@@ -139,24 +142,24 @@ class SlotConnection(redis.Connection):
         self.router = router
         untyped(super()).__init__(**kwargs)
 
-    def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
+    async def connect_check_health(self, *args: Any, **kwargs: Any) -> None:
         # every connect goes through here (redis-py 6.x); its parameters differ by version
         # (``retry_socket_connect`` appeared in 6.3), so they are passed on as given
-        if self._sock:
+        if self.is_connected:  # unasync: sync: if self._sock:
             return
-        self.host, self.port = self.router.address()
+        self.host, self.port = await self.router.address()
         try:
-            untyped(super()).connect_check_health(*args, **kwargs)
+            await untyped(super()).connect_check_health(*args, **kwargs)
         except (rex.ConnectionError, rex.TimeoutError, OSError):
-            self.router.invalidate((self.host, self.port))
+            await self.router.invalidate((self.host, self.port))
             raise
 
-    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return super().read_response(*args, **kwargs)
+            return await super().read_response(*args, **kwargs)
         except rex.AskError as exc:
             if type(exc) is rex.MovedError:
-                self.router.moved(exc.host, exc.port)
+                await self.router.moved(exc.host, exc.port)
             raise
         except rex.ResponseError as exc:
             # a script that reads keys by name (not declared) while its slot is
@@ -182,11 +185,11 @@ class SlotConnectionPool(redis.ConnectionPool):
                          router=router, **connection_kwargs)
         self.router = router
 
-    def release(self, connection: Any) -> None:
+    async def release(self, connection: Any) -> None:
         if (connection.host, connection.port) != self.router.current:
             # it points at a node that no longer serves the slot (or was never connected)
-            connection.disconnect()
-        super().release(connection)
+            await connection.disconnect()
+        await super().release(connection)
 
     def __repr__(self) -> str:
         return f"<SlotConnectionPool(slot={self.router.slot}, node={self.router.current})>"
@@ -197,13 +200,11 @@ def slot_client(cluster: redis.RedisCluster, hash_key: str) -> redis.Redis:
 
     Connection settings (credentials, TLS, timeouts) are the cluster client's own.
     """
-    nodes: list[Any] = untyped(cluster).get_nodes()
+    # an async client learns the cluster's nodes on first use: its startup nodes will do
+    nodes: list[Any] = untyped(cluster).get_nodes() or list(untyped(cluster).nodes_manager.startup_nodes.values())
     if not nodes:
         raise rex.ConnectionError("the RedisCluster client knows no nodes")
-    base = nodes[0].redis_connection
-    if base is None:  # pragma: no cover - RedisCluster builds one per node
-        raise rex.ConnectionError("the RedisCluster client has no connection for its nodes")
-    pool = base.connection_pool
+    pool = nodes[0]  # unasync: sync: pool = nodes[0].redis_connection.connection_pool
     kwargs = dict(pool.connection_kwargs)
     for k in ("host", "port", "connection_pool"):
         kwargs.pop(k, None)

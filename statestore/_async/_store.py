@@ -1,5 +1,7 @@
 """The store: repositories that compose the pure core with the commit engine.
 
+(Written in ``statestore/_async``; ``statestore/_sync`` has the generated sync face.)
+
 Nothing here formats a key (``_keys`` does), plans an index (``_indexes``),
 matches a filter (``_filters``) or sends MULTI (``_engine``).  Reads never
 take a lock and never wait on a writer: a ``get`` is one ``GET`` (full ID) or
@@ -12,22 +14,20 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
 import orjson
-import redis
+import redis.asyncio as redis
 import redis.exceptions as rex
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.cluster import ClusterNode
-from redis.retry import Retry
-from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from . import _codec, _filters, _indexes, _protocol
-from ._cluster import slot_client, untyped
-from ._engine import Durability, Engine, Fence, Plan, Script, Tx, _read_lua, own_client, text, translate
-from ._errors import (
+from .. import _codec, _filters, _indexes, _protocol
+from .._edge import Durability, Fence, Plan, read_lua, text, translate
+from .._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
     ConflictError,
@@ -39,16 +39,20 @@ from ._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from ._fsck import FsckReport, run_fsck
-from ._keys import KIND_CONTAINER, KIND_EXEC, NAMESPACE_RE, PREFIX, KeySchema
-from ._lock import DEFAULT_WEDGED_AFTER, Lease, LockList, LockManager
-from ._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
-from ._names import generate_name
-from ._refs import parse_reference, resolve_in
-from ._results import RecordList, finish_list
-from ._urls import MultiHostURL, is_multi_host, parse_multi_host
-from ._view import View
-from ._watch import Watch
+from .._fsckcheck import FsckReport
+from .._keys import KIND_CONTAINER, KIND_EXEC, NAMESPACE_RE, PREFIX, KeySchema
+from .._lockinfo import DEFAULT_WEDGED_AFTER, LockList
+from .._model import META, Container, ExecConfig, _Record, normalize_name, validate_id
+from .._names import generate_name
+from .._refs import parse_reference
+from .._results import RecordList, Snapshot, finish_list
+from .._urls import MultiHostURL, is_multi_host, parse_multi_host
+from ._cluster import slot_client, untyped
+from ._engine import AsyncEngine, AsyncScript, AsyncTx, own_client
+from ._fsck import run_fsck
+from ._lock import AsyncLease, AsyncLockManager
+from ._view import AsyncView
+from ._watch import AsyncWatch
 
 log = logging.getLogger("statestore")
 index_log = logging.getLogger("statestore.index")
@@ -62,41 +66,12 @@ _FULL_ID = re.compile(r"[0-9a-f]{64}")
 _AUTO_NAME_TRIES = 6  # moby tries 6 generated names, then falls back to the short ID
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """One consistent view of every record of a namespace, at ``revision``.
-
-    ``containers``/``execs`` map IDs to fresh record objects.  ``get`` and
-    ``list`` answer with the store's lookup and filter rules, from memory.
-    """
-
-    revision: str
-    containers: dict[str, Container]
-    execs: dict[str, ExecConfig]
-    corrupt: tuple[CorruptRecordError, ...] = ()
-    _names: dict[str, str] = field(default_factory=dict, repr=False)
-
-    def get(self, ref: str) -> Container:
-        return resolve_in(ref, self.containers, self._names).copy()  # type: ignore[no-any-return]
-
-    def get_exec(self, ref: str) -> ExecConfig:
-        return resolve_in(ref, self.execs, None, KIND_EXEC).copy()  # type: ignore[no-any-return]
-
-    def list(self, filters: Mapping[str, Iterable[str] | str] | None = None, all: bool = False,
-             limit: int | None = None) -> RecordList[Container]:
-        q = _filters.make_query(filters, all, limit)
-        before = self.get(q.values("before")[0]).created if q.values("before") else None
-        since = self.get(q.values("since")[0]).created if q.values("since") else None
-        docs = [c.to_dict() for c in self.containers.values()]  # callers get copies, not ours
-        return finish_list(q, docs, self.revision, (), before, since)
-
-
 class _Repository(Generic[R]):
     """What containers and execs share: lookups, commits, updates."""
 
     kind: str = ""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: AsyncStore) -> None:
         self._store = store
         self._keys = store.keys
         self._engine = store._engine
@@ -115,7 +90,7 @@ class _Repository(Generic[R]):
         return rec
 
     # --- reads -----------------------------------------------------------------------
-    def get(self, ref: str) -> R:
+    async def get(self, ref: str) -> R:
         """The record ``ref`` names: exact ID, exact name (containers), or unique ID prefix.
 
         Raises InvalidArgumentError (empty or malformed reference), NotFoundError,
@@ -124,13 +99,13 @@ class _Repository(Generic[R]):
         if type(ref) is str and len(ref) == _ID_LEN and _FULL_ID.fullmatch(ref):
             # the common case, in one GET: a full ID needs no parsing or script
             key = self._record_prefix + ref
-            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
+            raw = await self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
             if raw is not None:
                 return self._decode(key, raw)
-        rid, raw, rec = self._resolve(ref, decode=True)
+        rid, raw, rec = await self._resolve(ref, decode=True)
         return rec if rec is not None else self._decode(self._record_prefix + rid, raw)
 
-    def _resolve(self, ref: str, decode: bool = False) -> tuple[str, Any, R | None]:
+    async def _resolve(self, ref: str, decode: bool = False) -> tuple[str, Any, R | None]:
         """Resolve ``ref`` with resolve.lua: (ID, raw record, the decoded record if ``decode``).
 
         One rule for every lookup: a name key is trusted only if the record it
@@ -142,7 +117,7 @@ class _Repository(Generic[R]):
         args = [self._record_prefix, self._name_prefix, r.bare, int(r.full_id), int(r.name),
                 int(r.hex_prefix)]
         while True:
-            reply = self._engine.read(functools.partial(
+            reply = await self._engine.read(functools.partial(
                 self._store._resolve_script, self._engine.execute, self._id_index_keys, args))
             status, rid, raw = text(reply[0]), text(reply[1]), reply[2]
             for k in range(3, len(reply) - 1, 2):
@@ -170,42 +145,42 @@ class _Repository(Generic[R]):
             if status == "ok":
                 return rid, raw, self._decode(self._record_prefix + rid, raw) if decode else None
             if status == "scan":
-                return self._scan_prefix(ref, r.bare, decode)
+                return await self._scan_prefix(ref, r.bare, decode)
             if status == "ambiguous":
                 raise AmbiguousReferenceError(self.kind, ref)
             if status == "wrongtype":
                 raise CorruptRecordError(self._record_prefix + rid, "holds a value of the wrong Redis type")
             raise NotFoundError(self.kind, ref)
 
-    def _scan_prefix(self, ref: str, prefix: str, decode: bool) -> tuple[str, Any, R | None]:
+    async def _scan_prefix(self, ref: str, prefix: str, decode: bool) -> tuple[str, Any, R | None]:
         """Resolve an ID prefix from the record keys (when the ID index is unusable)."""
         match = self._record_prefix + prefix + "*"
 
-        def scan() -> list[bytes]:
-            return sorted(set(self._client.scan_iter(match=match, count=1000)))
+        async def scan() -> list[bytes]:
+            return sorted({k async for k in self._client.scan_iter(match=match, count=1000)})
 
-        hits = [text(k)[len(self._record_prefix):] for k in self._engine.read(scan)]
+        hits = [text(k)[len(self._record_prefix):] for k in await self._engine.read(scan)]
         hits = [h for h in hits if _FULL_ID.fullmatch(h)]
         if len(hits) > 1:
             raise AmbiguousReferenceError(self.kind, ref)
         if hits:
             key = self._record_prefix + hits[0]
-            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
+            raw = await self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
             if raw is not None:
                 return hits[0], raw, self._decode(key, raw) if decode else None
         raise NotFoundError(self.kind, ref)
 
-    def resolve(self, ref: str) -> str:
+    async def resolve(self, ref: str) -> str:
         """The ID ``ref`` names (same rules and errors as ``get``)."""
         r = parse_reference(ref, self.kind)
         if r.full_id:
             key = self._keys.record(self.kind, r.bare)
-            if self._engine.read(lambda: self._store.client.exists(key)):
+            if await self._engine.read(lambda: self._store.client.exists(key)):
                 return r.bare
-        return self._resolve(ref)[0]
+        return (await self._resolve(ref))[0]
 
-    def _on_record(self, ref: str, make_body: Callable[[str], Callable[[Tx], Plan]],
-                   lease: Lease | None = None) -> Any:
+    async def _on_record(self, ref: str, make_body: Callable[[str], Callable[[AsyncTx], Awaitable[Plan]]],
+                   lease: AsyncLease | None = None) -> Any:
         """Run a transaction on the record ``ref`` names.
 
         A full ID goes straight to the transaction (no resolving round trip);
@@ -220,21 +195,21 @@ class _Repository(Generic[R]):
                 _check_lease(lease, lease.container_id, self._store.namespace)
         if r.full_id and (lease is None or self.kind != KIND_CONTAINER or lease.container_id == r.bare):
             try:
-                return self._transact(make_body(r.bare), _fence(lease))
+                return await self._transact(make_body(r.bare), _fence(lease))
             except NotFoundError:
                 pass
-        rid = self._resolve(ref)[0]
+        rid = (await self._resolve(ref))[0]
         if lease is not None and self.kind == KIND_CONTAINER:
             _check_lease(lease, rid)
-        return self._transact(make_body(rid), _fence(lease))
+        return await self._transact(make_body(rid), _fence(lease))
 
-    def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
-        rev, groups = self._store._fetch([(self.kind, "ids", ids)])
+    async def _fetch_ids(self, ids: list[str]) -> tuple[str | None, list[R], list[CorruptRecordError]]:
+        rev, groups = await self._store._fetch([(self.kind, "ids", ids)])
         recs, corrupt = self._store._decode_group(self.kind, groups[0])
         return rev, recs, corrupt
 
     # --- writes ----------------------------------------------------------------------
-    def commit(self, record: R, *, lease: Lease | None = None) -> R:
+    async def commit(self, record: R, *, lease: AsyncLease | None = None) -> R:
         """Compare-and-set: write ``record`` if the stored version is still ``record.version``.
 
         Returns the committed copy (version + 1).  Raises ConflictError when
@@ -252,20 +227,20 @@ class _Repository(Generic[R]):
             target = record.id if isinstance(record, Container) else getattr(record, "container_id", "")
             _check_lease(lease, target, self._store.namespace)
 
-        def body(tx: Tx) -> Plan:
-            (raw,) = tx.read([key])
+        async def body(tx: AsyncTx) -> Plan:
+            (raw,) = await tx.read([key])
             if raw is None:
                 raise NotFoundError(self.kind, record.id)
             current: R = self._decode(key, raw)
             self._check_lease_target(lease, current)
             if current.version != expected:
                 raise ConflictError(key, expected, current.version)
-            return self._plan_update(tx, current, snapshot_of_caller)
+            return await self._plan_update(tx, current, snapshot_of_caller)
 
-        result: R = self._transact(body, _fence(lease))
+        result: R = await self._transact(body, _fence(lease))
         return result
 
-    def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None) -> R:
+    async def update(self, ref: str, fn: Callable[[R], R | None], *, lease: AsyncLease | None = None) -> R:
         """Read the record, apply ``fn`` to a fresh copy, commit it atomically.
 
         ``fn`` mutates its argument (or returns a replacement).  On a commit
@@ -274,11 +249,11 @@ class _Repository(Generic[R]):
         ConflictError when the retries run out, and whatever ``fn`` raises
         (nothing is written then).
         """
-        def make_body(rid: str) -> Callable[[Tx], Plan]:
+        def make_body(rid: str) -> Callable[[AsyncTx], Awaitable[Plan]]:
             key = self._keys.record(self.kind, rid)
 
-            def body(tx: Tx) -> Plan:
-                (raw,) = tx.read([key])
+            async def body(tx: AsyncTx) -> Plan:
+                (raw,) = await tx.read([key])
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current: R = self._decode(key, raw)
@@ -293,22 +268,22 @@ class _Repository(Generic[R]):
                 _validate(new)
                 if new.version != current.version:
                     raise InvalidArgumentError("the update function must not change the version")
-                return self._plan_update(tx, current, new)
+                return await self._plan_update(tx, current, new)
 
             return body
 
-        result: R = self._on_record(ref, make_body, lease)
+        result: R = await self._on_record(ref, make_body, lease)
         return result
 
-    def _transact(self, body: Callable[[Tx], Plan], fence: Fence | None = None) -> Any:
+    async def _transact(self, body: Callable[[AsyncTx], Awaitable[Plan]], fence: Fence | None = None) -> Any:
         """``engine.transact``, and when optimistic retries run out, the version now stored."""
         try:
-            return self._engine.transact(body, fence, replay=self._replay)
+            return await self._engine.transact(body, fence, replay=self._replay)
         except ConflictError as exc:
             if exc.actual is not None:
                 raise
             try:
-                raw = self._engine.read(functools.partial(self._engine.execute, "GET", exc.key), exc.key)
+                raw = await self._engine.read(functools.partial(self._engine.execute, "GET", exc.key), exc.key)
                 kind = KIND_CONTAINER if exc.key.startswith(self._keys.record_prefix(KIND_CONTAINER)) \
                     else KIND_EXEC
                 actual = None if raw is None else _codec.decode_document(kind, exc.key, raw, self._max)[
@@ -318,12 +293,12 @@ class _Repository(Generic[R]):
             raise ConflictError(exc.key, exc.expected, actual, exc.attempts,
                                 "the record kept changing" if actual is not None else "the record is gone") from None
 
-    def _check_lease_target(self, lease: Lease | None, current: R) -> None:
+    def _check_lease_target(self, lease: AsyncLease | None, current: R) -> None:
         if lease is not None:
             cid = current.id if isinstance(current, Container) else getattr(current, "container_id", "")
             _check_lease(lease, cid, self._store.namespace)
 
-    def _plan_update(self, tx: Tx, current: R, new: R) -> Plan:
+    async def _plan_update(self, tx: AsyncTx, current: R, new: R) -> Plan:
         raise NotImplementedError  # pragma: no cover - subclasses plan their own writes
 
     # --- plan helpers --------------------------------------------------------------
@@ -375,7 +350,7 @@ def _bare_name(name: str) -> str:
     return name[1:] if name.startswith("/") else name
 
 
-def _fence(lease: Lease | None) -> Fence | None:
+def _fence(lease: AsyncLease | None) -> Fence | None:
     if lease is None:
         return None
     _lease_type(lease)
@@ -383,11 +358,11 @@ def _fence(lease: Lease | None) -> Fence | None:
 
 
 def _lease_type(lease: object) -> None:
-    if not isinstance(lease, Lease):
-        raise InvalidArgumentError(f"lease must be a Lease from store.lock(), not {type(lease).__name__}")
+    if not isinstance(lease, AsyncLease):
+        raise InvalidArgumentError(f"lease must be a AsyncLease from store.lock(), not {type(lease).__name__}")
 
 
-def _check_lease(lease: Lease, container_id: str, namespace: str | None = None) -> None:
+def _check_lease(lease: AsyncLease, container_id: str, namespace: str | None = None) -> None:
     _lease_type(lease)
     if namespace is not None and lease.namespace != namespace:
         raise InvalidArgumentError(
@@ -411,13 +386,13 @@ def _next_version(doc: dict[str, Any], current: _Record) -> dict[str, Any]:
     return doc
 
 
-class Containers(_Repository[Container]):
+class AsyncContainers(_Repository[Container]):
     """``store.containers``: container records, names and indexes."""
 
     kind = KIND_CONTAINER
 
-    def create(self, container: Container) -> Container:
-        """Store a new container (version 1) and reserve its name.
+    async def create(self, container: Container) -> Container:
+        """AsyncStore a new container (version 1) and reserve its name.
 
         Raises AlreadyExistsError (same ID), NameInUseError (name taken; a
         generated name is retried with another), InvalidArgumentError.
@@ -440,7 +415,7 @@ class Containers(_Repository[Container]):
         attempt = 0
         while True:
             try:
-                return self._create(doc)
+                return await self._create(doc)
             except NameInUseError:
                 attempt += 1
                 if not auto or attempt > _AUTO_NAME_TRIES:
@@ -448,7 +423,7 @@ class Containers(_Repository[Container]):
                 doc["Name"] = "/" + (generate_name(retry=attempt)
                                      if attempt < _AUTO_NAME_TRIES else doc["Id"][:12])
 
-    def _create(self, doc: dict[str, Any]) -> Container:
+    async def _create(self, doc: dict[str, Any]) -> Container:
         keys = self._keys
         cid = doc["Id"]
         name = normalize_name(doc["Name"])
@@ -456,22 +431,22 @@ class Containers(_Repository[Container]):
         new = orjson.loads(orjson.dumps(doc))
         new[META]["Version"] = 1
 
-        def body(tx: Tx) -> Plan:
-            raw, holder = tx.read([key, nkey])
+        async def body(tx: AsyncTx) -> Plan:
+            raw, holder = await tx.read([key, nkey])
             if raw is not None:
                 raise AlreadyExistsError(self.kind, cid)
             if holder is not None:
-                self._check_name_free(tx, name, text(holder), cid)
+                await self._check_name_free(tx, name, text(holder), cid)
             plan = tx.plan(key, expected=0)
             plan.add("SET", nkey, cid)
             self._write(plan, KIND_CONTAINER, None, new)
             plan.finish = lambda revs: _with_revision(Container(new), revs)
             return plan
 
-        result: Container = self._transact(body)
+        result: Container = await self._transact(body)
         return result
 
-    def _check_name_free(self, tx: Tx, name: str, holder: str, me: str) -> None:
+    async def _check_name_free(self, tx: AsyncTx, name: str, holder: str, me: str) -> None:
         """Raise NameInUseError unless the reservation is ours or stale (holder gone)."""
         if holder == me:
             return
@@ -479,12 +454,12 @@ class Containers(_Repository[Container]):
             validate_id(holder)
         except InvalidArgumentError:
             raise CorruptRecordError(self._keys.name(name), f"holds {holder!r}, not an ID") from None
-        (holder_raw,) = tx.read([self._keys.container(holder)])
+        (holder_raw,) = await tx.read([self._keys.container(holder)])
         if holder_raw is not None:
             raise NameInUseError(name, holder)
         log.warning("reclaiming stale name reservation %s (container %s is gone)", name, holder)
 
-    def _plan_update(self, tx: Tx, current: Container, new: Container) -> Plan:
+    async def _plan_update(self, tx: AsyncTx, current: Container, new: Container) -> Plan:
         keys = self._keys
         key = keys.container(current.id)
         if new.id != current.id:
@@ -495,16 +470,16 @@ class Containers(_Repository[Container]):
         plan = tx.plan(key, expected=current.version)
         if new.name != current.name:
             nkey = keys.name(new.name)
-            (holder,) = tx.read([nkey])
+            (holder,) = await tx.read([nkey])
             if holder is not None:
-                self._check_name_free(tx, new.name, text(holder), current.id)
+                await self._check_name_free(tx, new.name, text(holder), current.id)
             plan.add("DEL", keys.name(current.name))
             plan.add("SET", nkey, current.id)
         self._write(plan, KIND_CONTAINER, old_doc, new_doc)
         plan.finish = lambda revs: _with_revision(Container(new_doc), revs)
         return plan
 
-    def rename(self, ref: str, new_name: str, *, lease: Lease | None = None) -> Container:
+    async def rename(self, ref: str, new_name: str, *, lease: AsyncLease | None = None) -> Container:
         """Give the container a new name; the old name is freed in the same commit.
 
         Raises NameInUseError, InvalidArgumentError (invalid name, or the same name).
@@ -517,26 +492,26 @@ class Containers(_Repository[Container]):
                     "Renaming a container with the same name as its current name")
             c.name = bare
 
-        return self.update(ref, change, lease=lease)
+        return await self.update(ref, change, lease=lease)
 
-    def delete(self, ref: str, *, lease: Lease | None = None) -> Container:
+    async def delete(self, ref: str, *, lease: AsyncLease | None = None) -> Container:
         """Remove the container, its name, its index entries and its execs in one commit.
 
         Returns the last state of the deleted record.
         """
         keys = self._keys
 
-        def make_body(cid: str) -> Callable[[Tx], Plan]:
+        def make_body(cid: str) -> Callable[[AsyncTx], Awaitable[Plan]]:
             key = keys.container(cid)
 
-            def body(tx: Tx) -> Plan:
-                (raw,) = tx.read([key])
+            async def body(tx: AsyncTx) -> Plan:
+                (raw,) = await tx.read([key])
                 if raw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(key, raw)
                 nkey = keys.name(current.name)
                 exec_keys = [keys.exec(x) for x in current.exec_ids]
-                reads = tx.read([nkey, *exec_keys])
+                reads = await tx.read([nkey, *exec_keys])
                 plan = tx.plan(key, expected=current.version)
                 if reads[0] is not None and text(reads[0]) == cid:
                     plan.add("DEL", nkey)
@@ -561,10 +536,10 @@ class Containers(_Repository[Container]):
 
             return body
 
-        result: Container = self._on_record(ref, make_body, lease)
+        result: Container = await self._on_record(ref, make_body, lease)
         return result
 
-    def list(
+    async def list(
         self,
         filters: Mapping[str, Iterable[str] | str] | None = None,
         all: bool = False,
@@ -576,8 +551,8 @@ class Containers(_Repository[Container]):
         for the rules.  Corrupt records are skipped and reported in ``.corrupt``.
         """
         q = _filters.make_query(filters, all, limit)
-        before = self.get(q.values("before")[0]).created if q.values("before") else None
-        since = self.get(q.values("since")[0]).created if q.values("since") else None
+        before = (await self.get(q.values("before")[0])).created if q.values("before") else None
+        since = (await self.get(q.values("since")[0])).created if q.values("since") else None
         clauses = _filters.plan(q)
         warnings: list[str] = []
         fld = None if clauses else _filters.scan_field(q)
@@ -585,27 +560,27 @@ class Containers(_Repository[Container]):
         if fld is not None:
             ikey = self._keys.index(KIND_CONTAINER, fld)
             try:
-                members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1), ikey)
+                members = await self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1), ikey)
                 ids = [_indexes.member_id(text(m)) for m in members
                        if _filters.member_matches(q, fld, text(m))]
             except CorruptRecordError:  # the index, not a record: read every record instead
-                self._store._index_problem(ikey, self._store._wrong_type(ikey), warnings)
+                self._store._index_problem(ikey, await self._store._wrong_type(ikey), warnings)
         if ids is not None:
-            rev, groups = self._store._fetch([(KIND_CONTAINER, "ids", ids)], warnings)
+            rev, groups = await self._store._fetch([(KIND_CONTAINER, "ids", ids)], warnings)
         else:
-            rev, groups = self._store._fetch(
+            rev, groups = await self._store._fetch(
                 [(KIND_CONTAINER, "ranges", clauses or [(_indexes.everything("id"),)])], warnings)
         recs, corrupt = self._store._decode_group(KIND_CONTAINER, groups[0])
         return finish_list(q, [c._d for c in recs], rev, corrupt, before, since, warnings)
 
 
-class Execs(_Repository[ExecConfig]):
+class AsyncExecs(_Repository[ExecConfig]):
     """``store.execs``: exec instances, kept in step with their container's ExecIDs."""
 
     kind = KIND_EXEC
 
-    def create(self, exec_config: ExecConfig, *, lease: Lease | None = None) -> ExecConfig:
-        """Store a new exec for a running container and add it to the container's ExecIDs.
+    async def create(self, exec_config: ExecConfig, *, lease: AsyncLease | None = None) -> ExecConfig:
+        """AsyncStore a new exec for a running container and add it to the container's ExecIDs.
 
         Raises NotFoundError (container), InvalidStateError (container not
         running, paused or restarting), AlreadyExistsError.
@@ -616,7 +591,7 @@ class Execs(_Repository[ExecConfig]):
             raise InvalidArgumentError("exec is already committed; use commit()")
         if lease is not None:
             _lease_type(lease)
-        cid = self._store.containers.resolve(exec_config.container_id)
+        cid = await self._store.containers.resolve(exec_config.container_id)
         if lease is not None:
             _check_lease(lease, cid, self._store.namespace)
         keys = self._keys
@@ -626,8 +601,8 @@ class Execs(_Repository[ExecConfig]):
         xdoc_base["ContainerID"] = cid
         _validate(ExecConfig(xdoc_base))
 
-        def body(tx: Tx) -> Plan:
-            craw, xraw = tx.read([ckey, xkey])
+        async def body(tx: AsyncTx) -> Plan:
+            craw, xraw = await tx.read([ckey, xkey])
             if craw is None:
                 raise NotFoundError(KIND_CONTAINER, exec_config.container_id)
             if xraw is not None:
@@ -652,10 +627,10 @@ class Execs(_Repository[ExecConfig]):
             plan.finish = lambda revs: _with_revision(ExecConfig(xdoc), revs, 0)
             return plan
 
-        result: ExecConfig = self._transact(body, _fence(lease))
+        result: ExecConfig = await self._transact(body, _fence(lease))
         return result
 
-    def _plan_update(self, tx: Tx, current: ExecConfig, new: ExecConfig) -> Plan:
+    async def _plan_update(self, tx: AsyncTx, current: ExecConfig, new: ExecConfig) -> Plan:
         if new.id != current.id or new.container_id != current.container_id:
             raise InvalidArgumentError("an exec's ID and ContainerID cannot change")
         new_doc = _next_version(new._d, current)
@@ -664,21 +639,21 @@ class Execs(_Repository[ExecConfig]):
         plan.finish = lambda revs: _with_revision(ExecConfig(new_doc), revs)
         return plan
 
-    def delete(self, ref: str, *, lease: Lease | None = None) -> ExecConfig:
+    async def delete(self, ref: str, *, lease: AsyncLease | None = None) -> ExecConfig:
         """Remove the exec and drop it from its container's ExecIDs, in one commit."""
         keys = self._keys
 
-        def make_body(xid: str) -> Callable[[Tx], Plan]:
+        def make_body(xid: str) -> Callable[[AsyncTx], Awaitable[Plan]]:
             xkey = keys.exec(xid)
 
-            def body(tx: Tx) -> Plan:
-                (xraw,) = tx.read([xkey])
+            async def body(tx: AsyncTx) -> Plan:
+                (xraw,) = await tx.read([xkey])
                 if xraw is None:
                     raise NotFoundError(self.kind, ref)
                 current = self._decode(xkey, xraw)
                 self._check_lease_target(lease, current)
                 ckey = keys.container(current.container_id)
-                (craw,) = tx.read([ckey])
+                (craw,) = await tx.read([ckey])
                 plan = tx.plan(xkey, expected=current.version)
                 self._write(plan, KIND_EXEC, current._d, None)
                 if craw is not None:
@@ -693,18 +668,18 @@ class Execs(_Repository[ExecConfig]):
 
             return body
 
-        result: ExecConfig = self._on_record(ref, make_body, lease)
+        result: ExecConfig = await self._on_record(ref, make_body, lease)
         return result
 
-    def list(self, container: str | None = None) -> RecordList[ExecConfig]:
+    async def list(self, container: str | None = None) -> RecordList[ExecConfig]:
         """Every exec, or those of one container (a reference), oldest ID order."""
         if container is None:
             rng: tuple[_indexes.Range, ...] = (_indexes.everything("id"),)
         else:
-            cid = self._store.containers.resolve(container)
+            cid = await self._store.containers.resolve(container)
             rng = (_indexes.exact("container", cid),)
         warnings: list[str] = []
-        rev, groups = self._store._fetch([(KIND_EXEC, "ranges", [rng])], warnings)
+        rev, groups = await self._store._fetch([(KIND_EXEC, "ranges", [rng])], warnings)
         recs, corrupt = self._store._decode_group(KIND_EXEC, groups[0])
         if container is not None:  # the index over-approximates only when it was worked around
             recs = [x for x in recs if x.container_id == cid]
@@ -736,7 +711,7 @@ def _with_revision(rec: R, revisions: list[str], entry: int = -1) -> R:
     return rec
 
 
-class Store:
+class AsyncStore:
     """Container and exec state of one namespace, in one Redis, shared by many replicas.
 
     ``client`` is any ``redis.Redis`` (a Sentinel ``master_for`` client works
@@ -782,29 +757,30 @@ class Store:
             except rex.RedisError as exc:
                 raise translate(exc) from None
         elif not isinstance(client, redis.Redis):
-            raise InvalidArgumentError(f"Store needs a redis.Redis or redis.RedisCluster client, not {type(client)!r}")
+            raise InvalidArgumentError(
+                f"AsyncStore needs a redis.asyncio.Redis or redis.asyncio.RedisCluster client, not {type(client)!r}")
         #: the store's own client: same server and settings, raw bytes, no client-side retries
         self.client = own_client(
             client, durable.timeout_ms / 1000 + 1.0 if durable.replicas else None)
         self.changelog_maxlen = changelog_maxlen
         self.max_record_bytes = max_record_bytes
         self._owns_client = False
-        self._engine = Engine(self.client, conflict_attempts=conflict_attempts,
+        self._engine = AsyncEngine(self.client, conflict_attempts=conflict_attempts,
                               unavailable_timeout=unavailable_timeout, durability=durable)
-        self._resolve_script = Script(_read_lua("resolve.lua"))
-        self._fetch_script = Script(_read_lua("fetch.lua"))
-        self.containers = Containers(self)
-        self.execs = Execs(self)
-        self._locks = LockManager(self, replica_id, wedged_after)
+        self._resolve_script = AsyncScript(read_lua("resolve.lua"))
+        self._fetch_script = AsyncScript(read_lua("fetch.lua"))
+        self.containers = AsyncContainers(self)
+        self.execs = AsyncExecs(self)
+        self._locks = AsyncLockManager(self, replica_id, wedged_after)
 
     @property
     def durability(self) -> str:
-        """"fast" or "replicated" (see ``Store``)."""
+        """"fast" or "replicated" (see ``AsyncStore``)."""
         return "replicated" if self._engine.durability.replicas else "fast"
 
     @classmethod
-    def from_url(cls, url: str, namespace: str = "default", **kwargs: Any) -> Store:
-        """A store on a new client for ``url``; ``close()`` closes that client.
+    def from_url(cls, url: str, namespace: str = "default", **kwargs: Any) -> AsyncStore:
+        """A store on a new client for ``url``; ``aclose()`` closes that client.
 
         ``redis://``, ``rediss://`` and ``unix://`` URLs are redis-py's; for
         Sentinel and Cluster, ``redis+sentinel://host:26379,host:26380/mymaster/0``
@@ -828,27 +804,28 @@ class Store:
         try:
             store = cls(user_client, namespace, **kwargs)
         except BaseException:
-            user_client.close()
+            # an async client has connected nowhere yet: nothing to close; a sync one may have
+            pass  # unasync: sync: user_client.close()
             raise
         store._owns_client = True
         return store
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Stop the lock renewer and close the client if the store created it."""
-        self._locks.close()
+        await self._locks.aclose()
         if self.client is not self.user_client:
-            self.client.close()
+            await self.client.aclose()
         if self._owns_client:
-            self.user_client.close()
+            await self.user_client.aclose()
             pool = self.user_client.connection_pool if isinstance(self.user_client, redis.Redis) else None
             if isinstance(pool, SentinelConnectionPool):  # from_url made the Sentinel manager too
                 for sentinel in pool.sentinel_manager.sentinels:
-                    sentinel.close()
+                    await sentinel.aclose()
 
     # --- locks -----------------------------------------------------------------------
-    def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
-             on_lost: Callable[[Lease], None] | None = None) -> Lease:
-        """Take the action lock of the container ``ref`` names; a Lease (a context manager).
+    async def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
+             on_lost: Callable[[AsyncLease], None] | None = None) -> AsyncLease:
+        """Take the action lock of the container ``ref`` names; a AsyncLease (a context manager).
 
         Blocks up to ``timeout`` seconds (None: forever), then raises
         LockTimeoutError naming the holder.  The lease is renewed in the
@@ -856,7 +833,7 @@ class Store:
         Raises InvalidArgumentError for a non-positive ``ttl``/``timeout``,
         NotFoundError when no such container exists.
         """
-        return self._locks.acquire(ref, ttl, timeout, on_lost)
+        return await self._locks.acquire(ref, ttl, timeout, on_lost)
 
     # --- change notifications ---------------------------------------------------------
     def watch(
@@ -874,7 +851,7 @@ class Store:
         start: str | None = None,
         until: str | None = None,
         on_connection: Callable[[bool, str], None] | None = None,
-    ) -> Watch:
+    ) -> AsyncWatch:
         """Events committed after revision ``since``, in commit order, each once (blocking iterator).
 
         ``since=None`` starts from now; ``"0-0"`` from the start of the log.
@@ -894,22 +871,22 @@ class Store:
         ``reconnect_timeout`` seconds (None: indefinitely); ``on_connection(connected,
         reason)`` is called when it is lost and when it is back.  ``start`` (instead
         of ``since``) starts at a position that need not be an entry (``"<ms>-0"``);
-        ``until`` ends the iteration past that revision.  See ``Watch``.
+        ``until`` ends the iteration past that revision.  See ``AsyncWatch``.
         """
-        return Watch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, names=names,
+        return AsyncWatch(self, since, kinds=kinds, ids=ids, labels=labels, types=types, names=names,
                      progress=progress, block=block,
                      reconnect_timeout=reconnect_timeout, start=start, until=until,
                      on_connection=on_connection)
 
-    def namespaces(self) -> dict[str, dict[str, int]]:
+    async def namespaces(self) -> dict[str, dict[str, int]]:
         """Every namespace with keys in this Redis database, sorted by name, with its
         record counts: ``{"prod": {"containers": 3, "execs": 1}}`` (counted by SCAN of
         the record keys, so a broken index does not change them)."""
         client = self.user_client if isinstance(self.user_client, redis.RedisCluster) else self.client
 
-        def scan() -> dict[str, dict[str, int]]:
+        async def scan() -> dict[str, dict[str, int]]:
             found: dict[str, dict[str, int]] = {}
-            for raw in client.scan_iter(match=f"{PREFIX}:{{*}}:*", count=1000):
+            async for raw in client.scan_iter(match=f"{PREFIX}:{{*}}:*", count=1000):
                 ns, sep, rest = text(raw)[len(PREFIX) + 2:].partition("}:")
                 if not sep or not NAMESPACE_RE.fullmatch(ns):
                     continue
@@ -921,61 +898,61 @@ class Store:
                     counts["execs"] += 1
             return dict(sorted(found.items()))
 
-        result: dict[str, dict[str, int]] = self._engine.read(scan)
+        result: dict[str, dict[str, int]] = await self._engine.read(scan)
         return result
 
-    def log_sequence(self) -> int:
+    async def log_sequence(self) -> int:
         """The sequence number of the newest change-log entry (``Event.seq``; 0 before the first
         commit): how many changes the namespace has logged, trimmed entries included."""
-        raw = self._engine.read(lambda: self.client.get(self.keys.log_seq), self.keys.log_seq)
+        raw = await self._engine.read(lambda: self.client.get(self.keys.log_seq), self.keys.log_seq)
         try:
             return int(raw or 0)
         except ValueError:
             raise CorruptRecordError(self.keys.log_seq, "is not an integer counter (the change-log sequence)") from None
 
-    def delete_namespace(self) -> int:
+    async def delete_namespace(self) -> int:
         """Delete every key of this store's namespace (records, indexes, change log, locks, the
         work queue) and return how many were deleted.  For demos, tests and decommissioning:
         it is not atomic (SCAN, then DEL in batches), so a commit running meanwhile may leave
         keys behind; stop every writer first."""
-        def run() -> int:
+        async def run() -> int:
             deleted = 0
             batch: list[Any] = []
-            for key in self.client.scan_iter(match=self.keys.match_all, count=1000):
+            async for key in self.client.scan_iter(match=self.keys.match_all, count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    deleted += int(self.client.delete(*batch))
+                    deleted += int(await self.client.delete(*batch))
                     batch = []
             if batch:
-                deleted += int(self.client.delete(*batch))
+                deleted += int(await self.client.delete(*batch))
             return deleted
 
-        count: int = self._engine.read(run)
+        count: int = await self._engine.read(run)
         return count
 
-    def view(self) -> View:
-        """A local, watch-fed copy of every record of the namespace (see ``View``)."""
-        return View(self)
+    async def view(self) -> AsyncView:
+        """A local, watch-fed copy of every record of the namespace (see ``AsyncView``)."""
+        return await AsyncView(self)._open()
 
-    def locks(self) -> LockList:
+    async def locks(self) -> LockList:
         """Every held action lock of the namespace, oldest first (for operators); ``.unreadable``
         counts the lock keys found but not reported (released meanwhile, or not a lock record)."""
-        return self._locks.locks()
+        return await self._locks.locks()
 
-    def __enter__(self) -> Store:
+    async def __aenter__(self) -> AsyncStore:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
-    def ping(self) -> None:
+    async def ping(self) -> None:
         """Raise StoreUnavailableError unless Redis answers."""
-        self._engine.read(self.client.ping)
+        await self._engine.read(self.client.ping)
 
     # --- snapshot ----------------------------------------------------------------------
-    def snapshot(self) -> Snapshot:
+    async def snapshot(self) -> Snapshot:
         """Every container and exec and the change-log revision, read atomically."""
-        rev, groups = self._fetch([
+        rev, groups = await self._fetch([
             (KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)]),
             (KIND_EXEC, "ranges", [(_indexes.everything("id"),)]),
         ])
@@ -992,7 +969,7 @@ class Store:
         )
 
     # --- consistency -------------------------------------------------------------------
-    def fsck(self, repair: bool = False) -> FsckReport:
+    async def fsck(self, repair: bool = False) -> FsckReport:
         """Check the namespace against every invariant of docs/schema.md; a ``FsckReport``.
 
         With ``repair``, fix what the records determine (name keys, index members,
@@ -1000,10 +977,10 @@ class Store:
         commits it like any change (version + 1, change event).  Corrupt records and
         keys the schema does not define are reported, never deleted.  See ``statestore._fsck``.
         """
-        return run_fsck(self, repair)
+        return await run_fsck(self, repair)
 
     # --- internals shared by the repositories -----------------------------------------
-    def _fetch(
+    async def _fetch(
         self, groups: list[tuple[str, str, Any]], warnings: list[str] | None = None,
     ) -> tuple[str | None, list[list[tuple[str, Any]]]]:
         """Run fetch.lua: groups of (kind, 'ranges', clauses) or (kind, 'ids', ids).
@@ -1031,7 +1008,7 @@ class Store:
                 args.append(len(clause))
                 for rng in clause:
                     args += [key_index(self.keys.index(kind, rng.field)), rng.min, rng.max]
-        reply = self._engine.read(functools.partial(self._fetch_script, self._engine.execute, keys, args))
+        reply = await self._engine.read(functools.partial(self._fetch_script, self._engine.execute, keys, args))
         rev = text(reply[0])
         out: list[list[tuple[str, Any]]] = []
         rescan: list[int] = []
@@ -1047,27 +1024,27 @@ class Store:
         for k in range(i, len(reply) - 1, 2):
             self._index_problem(text(reply[k]), text(reply[k + 1]), warnings)
         if rescan:
-            ids = {g: self._scan_ids(groups[g][0]) for g in rescan}
-            rescanned, again = self._fetch([(groups[g][0], "ids", ids[g]) for g in rescan])
+            ids = {g: await self._scan_ids(groups[g][0]) for g in rescan}
+            rescanned, again = await self._fetch([(groups[g][0], "ids", ids[g]) for g in rescan])
             rev = _WRONGTYPE if rescanned is None else rescanned
             for g, pairs in zip(rescan, again, strict=True):
                 out[g] = pairs
         return (None if rev == _WRONGTYPE else rev), out
 
-    def _wrong_type(self, key: str) -> str:
+    async def _wrong_type(self, key: str) -> str:
         """How an index key of the wrong type is described (fetch.lua's words)."""
-        rtype = text(self._engine.read(lambda: self.client.type(key)))
+        rtype = text(await self._engine.read(lambda: self.client.type(key)))
         return f"holds a {rtype}, not a sorted set"
 
-    def _scan_ids(self, kind: str) -> list[str]:
+    async def _scan_ids(self, kind: str) -> list[str]:
         """Every record ID of ``kind``, by SCAN of the record keys (when no index can list them)."""
         prefix = self.keys.record_prefix(kind)
 
-        def scan() -> list[str]:
-            found = {text(k)[len(prefix):] for k in self.client.scan_iter(match=prefix + "*", count=1000)}
+        async def scan() -> list[str]:
+            found = {text(k)[len(prefix):] async for k in self.client.scan_iter(match=prefix + "*", count=1000)}
             return sorted(found)
 
-        ids: list[str] = self._engine.read(scan)
+        ids: list[str] = await self._engine.read(scan)
         return ids
 
     def _index_problem(self, key: str, problem: str, warnings: list[str] | None = None) -> None:
@@ -1097,6 +1074,4 @@ class Store:
         return recs, bad
 
 
-__all__ = [
-    "Containers", "Execs", "RecordList", "Snapshot", "StateStoreError", "Store", "translate",
-]
+__all__ = ["AsyncContainers", "AsyncExecs", "AsyncStore"]

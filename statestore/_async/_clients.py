@@ -1,5 +1,7 @@
 """Clients derived from the caller's: same server and credentials, the store's own settings.
 
+(Written in ``statestore/_async``; ``statestore/_sync`` has the generated sync face.)
+
 The store, its lock renewer and each watcher need connections that behave
 differently from the caller's (raw bytes, no client-side retries, bounded
 socket timeouts), to the same server.  :func:`derive_client` clones the
@@ -15,10 +17,11 @@ import shlex
 import ssl
 from typing import Any
 
-import redis
+import redis.asyncio as redis
+import redis.exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
 
 from ._cluster import SlotConnectionPool, untyped
 
@@ -44,7 +47,7 @@ def derive_client(client: redis.Redis, max_connections: int | None = None,
     if type(pool) is redis.ConnectionPool:
         new_pool = redis.ConnectionPool(connection_class=pool.connection_class, max_connections=limit, **kwargs)
     elif type(pool) is redis.BlockingConnectionPool:
-        new_pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+        new_pool = untyped(redis.BlockingConnectionPool)(
             connection_class=pool.connection_class, max_connections=limit, timeout=pool.timeout, **kwargs)
     elif type(pool) is SentinelConnectionPool:
         kwargs.pop("connection_class", None)
@@ -54,18 +57,16 @@ def derive_client(client: redis.Redis, max_connections: int | None = None,
             max_connections=limit, **kwargs)
     elif type(pool) is SlotConnectionPool:
         kwargs.pop("router", None)
-        new_pool = SlotConnectionPool(pool.router, connection_class=pool.connection_class,
+        new_pool = SlotConnectionPool(pool.router, connection_class=untyped(pool).connection_class,
                                       max_connections=limit, **kwargs)
     else:
         return None
-    derived = redis.Redis(connection_pool=new_pool)
-    # the pool is this client's alone: close() must disconnect it (redis-py leaves a pool
+    # the pool is this client's alone: aclose() must disconnect it (redis-py leaves a pool
     # it was given open, and its sockets would linger until garbage collection)
-    derived.auto_close_connection_pool = True
-    return derived
+    return redis.Redis.from_pool(new_pool)
 
 
-def redis_cli(client: Client) -> str:
+async def redis_cli(client: Client) -> str:
     """``redis-cli`` with the options that reach the server ``client`` talks to.
 
     The host and port (or socket), database, user and TLS files of the client's
@@ -84,8 +85,8 @@ def redis_cli(client: Client) -> str:
         host, port = getattr(router, "current", None) or (None, None)
     elif isinstance(pool, SentinelConnectionPool):
         try:
-            host, port = untyped(pool).get_master_address()
-        except (redis.RedisError, OSError, ValueError, TypeError):
+            host, port = await untyped(pool).get_master_address()
+        except (rex.RedisError, OSError, ValueError, TypeError):
             host = port = None
     if kw.get("path"):
         args += ["-s", str(kw["path"])]

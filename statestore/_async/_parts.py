@@ -6,15 +6,17 @@ namespace, keys, client, engine, record size cap) with the few calls of its
 own, and ``mypy --strict`` checks ``Store`` against it where it hands itself
 over.  Imports then point one way: ``_store`` imports the parts, never the
 reverse.
+
+(Written in ``statestore/_async``; ``statestore/_sync`` has the generated sync face.)
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from .._keys import KeySchema
 from ._clients import Client
-from ._engine import Engine
-from ._keys import KeySchema
+from ._engine import AsyncEngine
 
 
 class StoreParts(Protocol):
@@ -33,4 +35,4 @@ class StoreParts(Protocol):
     def max_record_bytes(self) -> int: ...
 
     @property
-    def _engine(self) -> Engine: ...
+    def _engine(self) -> AsyncEngine: ...

@@ -27,203 +27,91 @@ replica answers ``ps``/``inspect`` without a round trip.
 * ``view.revision`` is the last applied revision; ``wait_for(revision)``
   blocks until the view has caught up with it (read-your-writes: pass the
   ``revision`` of a record a commit returned).
+
+The follower is a thread in the sync face and a task in the async face; reads (``get``,
+``list``, ``execs``) never do I/O and are plain calls in both.  The tables are in
+``_viewtable``.  (Written in ``statestore/_async``; ``statestore/_sync`` has the
+generated sync face.)
 """
 
 from __future__ import annotations
 
 import builtins
-import functools
 import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import orjson
 
-from . import _codec, _filters, _indexes
-from ._engine import RECONNECT_BACKOFF
-from ._errors import (
+from .. import _codec, _filters, _indexes
+from .._edge import RECONNECT_BACKOFF
+from .._errors import (
     CorruptRecordError,
     HistoryTrimmedError,
     LogRegressionError,
     StoreUnavailableError,
 )
-from ._keys import KIND_CONTAINER, KIND_EXEC
-from ._memindex import MemIndex, exact_head
-from ._model import Container, ExecConfig
+from .._events import Event, revision_key
+from .._keys import KIND_CONTAINER, KIND_EXEC
+from .._model import Container, ExecConfig
+from .._results import RecordList, finish_list
+from .._synchronization import AsyncFlag, AsyncSignal, AsyncWorker
+from .._viewtable import Planned, Rec, Table
 from ._parts import StoreParts
-from ._refs import resolve
-from ._results import RecordList, finish_list
-from ._state import derive_status
-from ._watch import Event, Watch, revision_key
+from ._watch import AsyncWatch
 
 
 class ViewSource(StoreParts, Protocol):
     """What a View uses of the store that makes it (a ``Store``): the keys, the record size
     cap, the atomic read everything is listed with, and watches."""
 
-    def _fetch(self, groups: builtins.list[tuple[str, str, Any]], warnings: builtins.list[str] | None = None,
+    async def _fetch(self, groups: builtins.list[tuple[str, str, Any]], warnings: builtins.list[str] | None = None,
                ) -> tuple[str | None, builtins.list[builtins.list[tuple[str, Any]]]]: ...
 
-    def watch(self, since: str | None = None, *, block: float = 1.0) -> Watch: ...
+    def watch(self, since: str | None = None, *, block: float = 1.0) -> AsyncWatch: ...
 
 
 log = logging.getLogger("statestore.view")
 
 
-class _Rec:
-    """One record of the view: its version, stored bytes, ``Created`` (what
-    _filters.sort_key and before/since compare), derived status (a shared constant;
-    "" for execs) and index members (``_indexes.pairs``, sharing their strings with
-    the index, so an update is diffed without parsing the old record).
-
-    The holder stays the same object while the record exists (an update rewrites
-    its fields under the view's lock; a lock-free reader reads only ``raw``, one
-    attribute); the index's head maps point at holders, so a selective list goes
-    from a label straight to its records, one object each.
-    """
-
-    __slots__ = ("id", "version", "raw", "created", "status", "pairs")
-
-    def __init__(self, rid: str, version: int, raw: bytes, created: str, status: str,
-                 pairs: _indexes.Pairs) -> None:
-        self.id = rid
-        self.version = version
-        self.raw = raw
-        self.created = created
-        self.status = status
-        self.pairs = pairs
-
-
-class _Table:
-    """Records of one kind: id -> record holder, plus the store's index members in memory.
-
-    Only the stored bytes are kept (no parsed documents: a View of 100,000
-    containers stays within 3x the JSON it holds); ``index`` holds the members
-    the store keeps in its sorted sets (``_indexes``), kept up with the same
-    members a commit writes, so the planner's ranges are answered here as
-    fetch.lua answers them from Redis.
-    """
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        self.rows: dict[str, _Rec] = {}
-        self.index = MemIndex(records=self.rows)
-        # (a partial: no Python frame of its own on every lookup)
-        self._by_name = functools.partial(self.index.lookup, "name") if kind == KIND_CONTAINER else None
-        self._by_prefix = self._prefix
-
-    def record(self, rid: str, version: int, raw: bytes, doc: dict[str, Any]) -> _Rec:
-        status = derive_status(doc["State"]) if self.kind == KIND_CONTAINER else ""
-        return _Rec(rid, version, raw, str(doc.get("Created") or ""), status, _indexes.pairs(self.kind, doc))
-
-    def put(self, rid: str, version: int, raw: bytes, doc: dict[str, Any] | None = None,
-            force: bool = False) -> bool:
-        """Store a record's new version (``doc``: its document, already parsed and validated;
-        only read here).  False if the view holds that version or a newer one."""
-        rec = self.rows.get(rid)
-        if rec is not None and rec.version >= version and not (force and rec.raw != raw):
-            return False  # never go back to an older version (unless the store itself did)
-        new = self.record(rid, version, raw, doc if doc is not None else orjson.loads(raw))
-        if rec is None:
-            self.rows[rid] = new
-            self.index.insert(new.pairs, new)
-        else:
-            rec.pairs = self.index.change(rec.pairs, new.pairs, rec)
-            rec.version, rec.raw, rec.created, rec.status = new.version, new.raw, new.created, new.status
-        return True
-
-    def remove(self, rid: str, version: int | None = None) -> None:
-        rec = self.rows.get(rid)
-        if rec is None or (version is not None and rec.version > version):
-            return
-        del self.rows[rid]
-        self.index.delete(rec.pairs, rec)
-
-    def reindex(self) -> None:
-        """Rebuild every index from the rows' members (one sort per field, nothing parsed)."""
-        self.index.rebuild((rec.pairs, rec) for rec in self.rows.values())
-
-    def resolve(self, ref: str) -> _Rec:
-        """Docker's lookup order (``_refs.resolve``): exact full ID, exact name (containers), unique ID prefix."""
-        found: _Rec = resolve(ref, self.kind, self.rows.get, self._by_name, self._by_prefix)
-        return found
-
-    def _prefix(self, prefix: str) -> list[_Rec]:
-        return [self.rows[rid] for rid in self.index.first_with_prefix("id", prefix, 2)]
-
-
-class _Planned(NamedTuple):
-    """A validated query and how the View answers it (a pure function of the query: cached)."""
-
-    query: _filters.Query
-    clauses: builtins.list[_filters.Clause]   # the store's plan
-    exact: bool        # the indexes answer every filter key: intersect, match no record
-    indexed: builtins.list[_filters.Clause]   # the clauses the index intersects
-    statuses: frozenset[str] | None           # a status clause answered from the rows instead
-
-    @classmethod
-    def of(cls, q: _filters.Query) -> _Planned:
-        clauses = _filters.plan(q)
-        exact = q.filters.keys() <= _EXACT_OR_ORDER
-        # a status clause beside a more selective one is checked on the candidates' rows
-        # (one dict lookup each, which building the answer needs anyway), not probed in the index
-        if exact and len(clauses) > 1:
-            for k, cl in enumerate(clauses):
-                statuses = _RUNNING if cl is _filters.RUNNING_CLAUSE else _statuses(cl)
-                if statuses is not None:
-                    return cls(q, clauses, exact, clauses[:k] + clauses[k + 1:], statuses)
-        return cls(q, clauses, exact, clauses, None)
-
-
-_RUNNING: frozenset[str] = frozenset(_filters.RUNNING_STATUSES)
-_EXACT_OR_ORDER: frozenset[str] = _filters.EXACT_KEYS | {"before", "since"}
-
-
-def _statuses(clause: _filters.Clause) -> frozenset[str] | None:
-    """The statuses a clause of exact status ranges names, else None."""
-    out = set()
-    for rng in clause:
-        head = exact_head(rng) if rng.field == "status" else None  # an ix.exact("status", s)
-        if head is None:
-            return None
-        out.add(head[:-1])
-    return frozenset(out)
-
-
-class View:
+class AsyncView:
     """An in-process, watch-fed copy of every record of a namespace."""
 
     def __init__(self, store: ViewSource, *, block: float = 0.5) -> None:
         self._store = store
         self._block = block
-        self._containers = _Table(KIND_CONTAINER)
-        self._execs = _Table(KIND_EXEC)
+        self._containers = Table(KIND_CONTAINER)
+        self._execs = Table(KIND_EXEC)
         # readers take the lock itself (a C-level enter/exit); the follower also notifies
         # waiters through the condition over it
         self._lock = threading.RLock()
-        self._cond = threading.Condition(self._lock)
+        self._cond = AsyncSignal(self._lock)
         self._revision = "0-0"   # the newest revision applied (what wait_for compares)
         self._position = "0-0"   # where the watch resumes
         self._error: BaseException | None = None
-        self._closed = threading.Event()
-        self._watch: Watch | None = None
+        self._closed = AsyncFlag()
+        self._watch: AsyncWatch | None = None
         self.relists = 0
         # validated queries and their plans, by the caller's arguments (pure functions of them)
-        self._plans: dict[Any, _Planned] = {}
+        self._plans: dict[Any, Planned] = {}
         #: relists after the change log went backwards (state older than shown was adopted)
         self.regressions = 0
-        self._relist()
-        self._thread = threading.Thread(target=self._run, name="statestore-view", daemon=True)
-        self._thread.start()
+        self._worker = AsyncWorker(self._run, name="statestore-view")
+
+    async def _open(self) -> AsyncView:
+        """List everything, then start following the change log (``Store.view``)."""
+        await self._relist()
+        self._worker.start()
+        return self
 
     # --- feeding --------------------------------------------------------------------
-    def _relist(self, authoritative: bool = False) -> None:
+    async def _relist(self, authoritative: bool = False) -> None:
         """Re-read everything.  ``authoritative``: the log went backwards (a failover
         lost writes), so what Redis holds now wins even over newer versions we showed:
         serving records the store no longer has would be worse."""
-        rev, groups = self._store._fetch([
+        rev, groups = await self._store._fetch([
             (KIND_CONTAINER, "ranges", [(_indexes.everything("id"),)]),
             (KIND_EXEC, "ranges", [(_indexes.everything("id"),)]),
         ])
@@ -231,7 +119,7 @@ class View:
             raise CorruptRecordError(self._store.keys.log, "holds a value of the wrong Redis type")
         # per record only its row (raw bytes and index members), not its parsed document (a
         # relist of 100,000 containers would otherwise hold every document at once)
-        fresh: dict[str, list[_Rec]] = {KIND_CONTAINER: [], KIND_EXEC: []}
+        fresh: dict[str, list[Rec]] = {KIND_CONTAINER: [], KIND_EXEC: []}
         for table, pairs in ((self._containers, groups[0]), (self._execs, groups[1])):
             kind = table.kind
             for rid, raw in pairs:
@@ -276,7 +164,7 @@ class View:
                 self._revision = ev.revision
             self._cond.notify_all()
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         while not self._closed.is_set():
             watch = None
             try:
@@ -285,7 +173,7 @@ class View:
                     self._watch = watch
                     if self._closed.is_set():
                         return
-                for ev in watch:
+                async for ev in watch:
                     self._apply(ev)
                 return  # closed
             except (HistoryTrimmedError, LogRegressionError) as exc:
@@ -295,7 +183,7 @@ class View:
                 self.relists += 1
                 if isinstance(exc, LogRegressionError):
                     self.regressions += 1
-                if not self._relist_until_done(isinstance(exc, LogRegressionError)):
+                if not await self._relist_until_done(isinstance(exc, LogRegressionError)):
                     return
             except BaseException as exc:  # the view cannot go on: make waiters and readers see it
                 if not self._closed.is_set():
@@ -303,20 +191,20 @@ class View:
                 return
             finally:
                 if watch is not None:
-                    watch.close()
+                    await watch.aclose()
 
-    def _relist_until_done(self, authoritative: bool) -> bool:
+    async def _relist_until_done(self, authoritative: bool) -> bool:
         """Relist, retrying while Redis is unreachable; False if the view must stop."""
         failures = 0
         while not self._closed.is_set():
             try:
-                self._relist(authoritative)
+                await self._relist(authoritative)
                 return True
             except StoreUnavailableError as exc:
                 failures += 1
                 delay = RECONNECT_BACKOFF.delay(failures)
                 log.warning("view: relist failed (%s); retrying in %.2fs", exc, delay)
-                self._closed.wait(delay)
+                await self._closed.wait(delay)
             except BaseException as exc:
                 self._fail(exc)
                 return False
@@ -334,7 +222,7 @@ class View:
         """The last change-log revision applied to the view."""
         return self._revision
 
-    def wait_for(self, revision: str, timeout: float | None = None) -> bool:
+    async def wait_for(self, revision: str, timeout: float | None = None) -> bool:
         """Block until the view has applied ``revision``; False on timeout."""
         target = revision_key(revision)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -345,7 +233,7 @@ class View:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._cond.wait(remaining)
+                await self._cond.wait(remaining)
         return True
 
     def _check(self) -> None:
@@ -402,7 +290,7 @@ class View:
         except (TypeError, AttributeError):  # not hashable: validated (and refused) by make_query below
             key, planned = None, None
         if planned is None:
-            planned = _Planned.of(_filters.make_query(filters, all, limit))
+            planned = Planned.of(_filters.make_query(filters, all, limit))
             if key is not None:
                 if len(self._plans) >= 256:
                     self._plans.clear()
@@ -416,7 +304,7 @@ class View:
         statuses = planned.statuses
         with self._lock:
             rows = table.rows
-            exact: builtins.list[_Rec] | None = table.index.select(planned.indexed) if planned.exact else None
+            exact: builtins.list[Rec] | None = table.index.select(planned.indexed) if planned.exact else None
             if exact is not None:
                 # the indexes answer the whole query: no record is parsed, only sorted by Created
                 hits = []
@@ -460,16 +348,19 @@ class View:
         return len(self._containers.rows)
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def close(self) -> None:
+    async def aclose(self) -> None:
         with self._cond:
             self._closed.set()
             watch = self._watch
         if watch is not None:
-            watch.close()
-        self._thread.join(timeout=5)
+            await watch.aclose()
+        await self._worker.join(timeout=5)
 
-    def __enter__(self) -> View:
+    async def __aenter__(self) -> AsyncView:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+__all__ = ["AsyncView", "ViewSource"]

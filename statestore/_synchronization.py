@@ -1,0 +1,227 @@
+"""The few primitives whose sync and async forms differ by more than a keyword.
+
+The I/O layer is written once, as async code (``statestore/_async``); the sync
+modules are generated from it by ``tools/unasync.py``, which renames
+``AsyncX`` to ``X`` and ``async_x`` to ``x``.  Each primitive here therefore
+comes in two spellings with the same meaning: the async one for the source,
+the sync one for what is generated from it.  Background work (a lock's
+renewer, the View's follower) is a thread in the sync face and a task in the
+async face (:class:`Worker`, :class:`AsyncWorker`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from types import TracebackType
+
+#: a mutual exclusion for state that several tasks (threads) of one store touch
+AsyncLock = asyncio.Lock
+Lock = threading.Lock
+
+
+async def async_sleep(seconds: float) -> None:
+    """Pause this task (``sleep``: this thread)."""
+    await asyncio.sleep(seconds)
+
+
+sleep = time.sleep
+
+
+class Condition:
+    """A condition variable whose ``wait`` takes a timeout (None: for ever)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> Condition:
+        self._cond.__enter__()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._cond.__exit__(t, e, tb)
+
+    def wait(self, timeout: float | None) -> None:
+        """Release the lock, sleep until notified or ``timeout`` passes, take the lock again."""
+        self._cond.wait(timeout)
+
+    def notify(self) -> None:
+        self._cond.notify()
+
+
+class AsyncCondition:
+    """:class:`Condition` for tasks of one event loop."""
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+
+    async def __aenter__(self) -> AsyncCondition:
+        await self._cond.acquire()
+        return self
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self._cond.release()
+
+    async def wait(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._cond.wait(), timeout)
+        except TimeoutError:
+            pass  # wait_for re-took the lock before raising
+
+    def notify(self) -> None:
+        self._cond.notify()
+
+
+class Flag:
+    """A flag set once, that waiters can block on (``wait`` returns whether it is set)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._event.wait(timeout)
+
+
+class AsyncFlag:
+    """:class:`Flag` for tasks; ``set`` may be called from any thread."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flag = False
+
+    def set(self) -> None:
+        self._flag = True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            self._event.set()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._event.set()
+        else:
+            loop.call_soon_threadsafe(self._event.set)
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self, timeout: float | None) -> bool:
+        self._loop = asyncio.get_running_loop()
+        if self._flag:
+            return True
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+        return self._flag
+
+
+class Worker:
+    """Background work of one store part: a daemon thread running ``target``."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._thread = threading.Thread(target=target, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def is_current(self) -> bool:
+        return self._thread is threading.current_thread()
+
+    def join(self, timeout: float) -> None:
+        if self._thread.ident is not None and not self.is_current():
+            self._thread.join(timeout)
+
+
+class AsyncWorker:
+    """:class:`Worker` as a task of the running event loop."""
+
+    def __init__(self, target: Callable[[], Coroutine[object, object, None]], name: str) -> None:
+        self._target, self._name = target, name
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._target(), name=self._name)
+
+    def is_alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def is_current(self) -> bool:
+        try:
+            return self._task is not None and asyncio.current_task() is self._task
+        except RuntimeError:
+            return False
+
+    async def join(self, timeout: float) -> None:
+        task = self._task
+        if task is None or task.done() or self.is_current():
+            return
+        _, pending = await asyncio.wait({task}, timeout=timeout)
+        for t in pending:
+            t.cancel()
+
+
+class Signal:
+    """Wakes waiters when state guarded by ``lock`` changed: ``with signal:`` takes the lock,
+    ``wait`` releases it while sleeping (so a check and the wait that follows it cannot miss
+    a change), ``notify_all`` wakes every waiter (call it holding the lock)."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._cond = threading.Condition(lock)
+
+    def __enter__(self) -> Signal:
+        self._cond.__enter__()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self._cond.__exit__(t, e, tb)
+
+    def wait(self, timeout: float | None) -> None:
+        self._cond.wait(timeout)
+
+    def notify_all(self) -> None:
+        self._cond.notify_all()
+
+
+class AsyncSignal:
+    """:class:`Signal` for tasks of one event loop.  ``with signal:`` takes nothing: tasks
+    switch only at an ``await``, so a check and the ``wait`` after it see one state (the
+    lock stays for the readers of the sync face, which share the code)."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._event = asyncio.Event()
+
+    def __enter__(self) -> AsyncSignal:
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        return None
+
+    async def wait(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def notify_all(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+
+__all__ = ["AsyncCondition", "AsyncFlag", "AsyncLock", "AsyncSignal", "AsyncWorker", "Condition", "Flag", "Lock",
+           "Signal", "Worker", "async_sleep", "sleep"]
