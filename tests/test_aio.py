@@ -1,0 +1,297 @@
+"""The async face, ``statestore.aio``: its surface on a real Redis, and the multi-process
+guarantees of the sync face proven again for it (no lost update across processes, fencing of a
+paused holder, a gap-free watch across CLIENT KILL, cancellation at random points leaving fsck
+clean)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import random
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+import statestore
+from statestore import (
+    ConflictError,
+    Container,
+    ExecConfig,
+    LockLostError,
+    LockTimeoutError,
+    NameInUseError,
+    NotFoundError,
+    Store,
+    aio,
+)
+
+from . import aio_workers
+from .procs import run_processes
+from .redisproc import RedisProcess
+
+CTX = mp.get_context("spawn")
+
+
+def _store(redis_proc: RedisProcess, namespace: str, **kw: Any) -> aio.Store:
+    return aio.Store(aioredis.Redis(port=redis_proc.port), namespace, **kw)
+
+
+def test_the_async_face_shares_the_sync_faces_data_classes() -> None:
+    for name in ("Container", "ExecConfig", "RecordList", "Snapshot", "Event", "LockInfo", "LockList",
+                 "FsckReport", "StateStoreError", "NotFoundError"):
+        assert getattr(aio, name) is getattr(statestore, name), name
+    for name in ("Store", "Containers", "Execs", "Lease", "Watch", "View"):
+        assert getattr(aio, name) is not getattr(statestore, name)
+        assert getattr(aio, name).__module__ == "statestore.aio" and getattr(aio, name).__name__ == name
+
+
+def test_records_lookups_lists_and_snapshots(redis_proc: RedisProcess, client: redis.Redis, namespace: str) -> None:
+    sync = Store(client, namespace)
+
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("nginx:1.27", name="web", labels={"app": "web"}))
+            assert c.version == 1 and c.revision
+            with pytest.raises(NameInUseError):
+                await store.containers.create(Container.new("nginx:1.27", name="web"))
+            for ref in (c.id, "web", "/web", c.id[:12]):
+                assert (await store.containers.get(ref)).id == c.id
+            assert await store.containers.resolve("web") == c.id
+            with pytest.raises(NotFoundError):
+                await store.containers.get("nope")
+
+            def start(r: Container) -> None:
+                r.state.set_running(pid=42)
+
+            running = await store.containers.update("web", start)
+            assert running.status == "running" and running.version == 2
+            stale = c
+            with pytest.raises(ConflictError):
+                await store.containers.commit(stale)
+            x = await store.execs.create(ExecConfig.new(c.id, ["sh"]))
+            assert [e.id for e in await store.execs.list(c.id)] == [x.id]
+            assert [r.id for r in await store.containers.list()] == [c.id]
+            assert [r.id for r in await store.containers.list({"label": "app=web"}, all=True)] == [c.id]
+            renamed = await store.containers.rename(c.id, "web2")
+            snap = await store.snapshot()
+            assert snap.get("web2").id == c.id and snap.revision == renamed.revision
+            assert await store.log_sequence() == 5
+            assert (await store.namespaces())[namespace] == {"containers": 1, "execs": 1}
+            await store.ping()
+            report = await store.fsck()
+            assert report.clean, report.text()
+            await store.containers.delete("web2")
+            assert await store.containers.list(all=True) == []
+
+    asyncio.run(main())
+    assert sync.containers.list(all=True) == []  # the sync face sees what the async one did
+    assert sync.log_sequence() == 7  # the delete logged the exec's and the container's
+    sync.close()
+
+
+def test_locks_fence_commits_and_report_loss(redis_proc: RedisProcess, client: redis.Redis, namespace: str) -> None:
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="locked"))
+            async with await store.lock(c.id, ttl=0.3) as lease:
+                assert [i.container_id for i in await store.locks()] == [c.id]
+                with pytest.raises(LockTimeoutError):
+                    await store.lock(c.id, timeout=0.1)
+                await asyncio.sleep(0.7)  # the renewer task keeps it alive past its TTL
+                assert not lease.lost
+                await store.containers.update(c.id, lambda r: r.labels.update(a="1"), lease=lease)
+                assert await lease.wait_lost(0.05) is False
+                # someone deletes the lock key: the renewer notices and the lease knows
+                client.delete(store.keys.lock(c.id))
+                assert await lease.wait_lost(2) is True
+                with pytest.raises(LockLostError):
+                    await store.containers.update(c.id, lambda r: r.labels.update(a="2"), lease=lease)
+            assert lease.released
+            assert (await store.containers.get(c.id)).labels == {"a": "1"}
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_lock_acquisition_holds_no_lock(redis_proc: RedisProcess, namespace: str) -> None:
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="contended"))
+            held = await store.lock(c.id, ttl=5)
+            waiter = asyncio.create_task(store.lock(c.id, timeout=10))
+            await asyncio.sleep(0.2)
+            waiter.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiter
+            assert await held.release() is True
+            assert await store.locks() == []
+            async with await store.lock(c.id, timeout=1):  # free at once
+                pass
+
+    asyncio.run(main())
+
+
+def test_watch_and_view(redis_proc: RedisProcess, namespace: str) -> None:
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            first = await store.containers.create(Container.new("busybox", name="aa"))
+            view = await store.view()
+            async with store.watch(since=first.revision) as w:
+                b = await store.containers.create(Container.new("busybox", name="bb"))
+                await store.containers.delete("aa")
+                events = [await w.__anext__(), await w.__anext__()]
+                assert [(e.type, e.name) for e in events] == [("create", "bb"), ("delete", "aa")]
+                assert await w.poll(0.05) == []
+            assert await view.wait_for(b.revision or "", timeout=5)
+            await view.wait_for(events[1].revision, timeout=5)
+            assert [c.name for c in view.list(all=True)] == ["bb"]
+            assert view.get("bb").id == b.id
+            await view.aclose()
+            # a cancelled watch read drops its connection and the store goes on
+            w2 = store.watch()
+            task = asyncio.create_task(w2.__anext__())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await w2.aclose()
+            assert (await store.containers.get("bb")).id == b.id
+
+    asyncio.run(main())
+    assert not [t for t in threading.enumerate() if t.name in ("statestore-view", "statestore-lock-renewer")]
+
+
+def test_from_url_and_bad_input(redis_proc: RedisProcess, namespace: str) -> None:
+    async def main() -> None:
+        async with aio.Store.from_url(redis_proc.url, namespace) as store:
+            await store.containers.create(Container.new("busybox", name="url"))
+            assert len(await store.containers.list(all=True)) == 1
+        with pytest.raises(statestore.InvalidArgumentError):
+            aio.Store(redis.Redis(port=redis_proc.port), namespace)  # a sync client
+        with pytest.raises(statestore.InvalidArgumentError):
+            aio.Store.from_url("nonsense://x", namespace)
+
+    asyncio.run(main())
+
+
+def test_commits_cancelled_at_random_points_leave_fsck_clean(redis_proc: RedisProcess, namespace: str) -> None:
+    rng = random.Random(11)
+
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            base = [await store.containers.create(Container.new("busybox", name=f"c{i}")) for i in range(20)]
+
+            async def churn(i: int) -> None:
+                c = base[i % len(base)]
+                op = i % 4
+                if op == 0:
+                    await store.containers.create(Container.new("busybox", name=f"n{i}", labels={"i": str(i)}))
+                elif op == 1:
+                    await store.containers.update(c.id, lambda r: r.labels.update(k=str(i)))
+                elif op == 2:
+                    await store.containers.rename(c.id, f"r{i}")
+                else:
+                    await store.containers.update(c.id, lambda r: r.labels.pop("k", None))
+
+            cancelled = 0
+            for round_ in range(10):
+                tasks = [asyncio.create_task(churn(round_ * 40 + i)) for i in range(40)]
+                await asyncio.sleep(rng.random() * 0.01)
+                for t in tasks:
+                    if rng.random() < 0.5:
+                        t.cancel()
+                for r in await asyncio.gather(*tasks, return_exceptions=True):
+                    if isinstance(r, asyncio.CancelledError):
+                        cancelled += 1
+                    elif isinstance(r, BaseException) and not isinstance(r, NameInUseError | ConflictError):
+                        raise r
+            assert cancelled > 0
+            report = await store.fsck()
+            assert report.clean, report.text()
+            # the store still works on the same pool
+            await store.containers.create(Container.new("busybox", name="after"))
+
+    asyncio.run(main())
+
+
+# --- several processes ----------------------------------------------------------------------------
+@pytest.mark.slow
+def test_coroutines_in_three_processes_lose_no_update(redis_proc: RedisProcess, client: redis.Redis,
+                                                      namespace: str) -> None:
+    sync = Store(client, namespace)
+    c = sync.containers.create(Container.new("busybox", name="counted"))
+    reports = run_processes(aio_workers.increment_worker, [(redis_proc.port, namespace, c.id, 8, 15)] * 3,
+                            timeout=120)
+    assert reports == [("ok", 120)] * 3, reports
+    assert sync.containers.get(c.id).labels[aio_workers.COUNTER] == "360"
+    sync.close()
+
+
+@pytest.mark.slow
+def test_a_paused_async_holder_is_fenced_off(redis_proc: RedisProcess, client: redis.Redis, namespace: str) -> None:
+    sync = Store(client, namespace)
+    c = sync.containers.create(Container.new("busybox", name="paused"))
+    out, go = CTX.Queue(), CTX.Event()
+    p = CTX.Process(target=aio_workers.stale_holder, args=(redis_proc.port, namespace, c.id, 1.0, go, out),
+                    daemon=True)
+    p.start()
+    try:
+        tag, token1 = out.get(timeout=60)
+        assert tag == "locked", token1
+        assert p.pid is not None
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            lease2 = sync.lock(c.id, ttl=10, timeout=10)  # free once the paused holder's TTL ran out
+            assert lease2.token > token1
+            sync.containers.update(c.id, lambda r: r.labels.update(writer="second"), lease=lease2)
+        finally:
+            os.kill(p.pid, signal.SIGCONT)
+        go.set()
+        tag, result = out.get(timeout=60)
+        assert tag == "ok", result
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    assert result == {"commit": "LockLostError", "wait_lost": True, "lost": True, "release": False}
+    assert sync.containers.get(c.id).labels == {"writer": "second"}
+    assert lease2.release() is True
+    sync.close()
+
+
+@pytest.mark.slow
+def test_an_async_watch_is_gap_free_across_client_kill(redis_proc: RedisProcess, client: redis.Redis,
+                                                       namespace: str) -> None:
+    sync = Store(client, namespace)
+    start = sync.containers.create(Container.new("busybox", name="start"))
+    n = 300
+    name = f"aiowatch-{namespace}"
+    out, ready = CTX.Queue(), CTX.Event()
+    p = CTX.Process(target=aio_workers.watch_worker, args=(redis_proc.port, namespace, start.revision, name, n,
+                                                           ready, out), daemon=True)
+    p.start()
+    kills = 0
+    try:
+        assert ready.wait(60)
+        for i in range(n):
+            sync.containers.update(start.id, lambda r, i=i: r.labels.update(i=str(i)))
+            if i % 40 == 20:
+                for conn in client.client_list():
+                    if conn.get("name") == name and "xread" in conn.get("cmd", ""):
+                        kills += client.client_kill_filter(_id=conn["id"])
+                time.sleep(0.05)
+        tag, seen, reconnects = out.get(timeout=60)
+        assert tag == "watched", seen
+    finally:
+        p.join(10)
+        if p.is_alive():
+            p.kill()
+    assert kills >= 3 and reconnects >= 1
+    assert [s for s, _, _ in seen] == list(range(seen[0][0], seen[0][0] + n))  # every entry once, in order
+    assert [v for _, _, v in seen] == list(range(2, n + 2))
+    sync.close()
