@@ -46,10 +46,35 @@ def namespace() -> str:
     return f"t{os.getpid()}-{next(_ns_counter)}"
 
 
+#: test modules whose ``store`` tests run on both faces: the sync ``statestore.Store`` and the async
+#: ``statestore.aio.Store`` behind a blocking adapter (tests/faces.py)
+BOTH_FACES = {
+    "test_store_commits", "test_store_lookups", "test_store_list", "test_store_corrupt_and_bad_input",
+    "test_store_namespace_ops",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "store" in metafunc.fixturenames and metafunc.module.__name__.rpartition(".")[2] in BOTH_FACES:
+        metafunc.parametrize("face", ["sync", "async"], indirect=True)
+
+
 @pytest.fixture
-def store(client: redis.Redis, namespace: str) -> Iterator[Store]:
+def face(request: pytest.FixtureRequest) -> str:
+    """Which face the ``store`` fixture is: "sync" unless the module runs on both (``BOTH_FACES``)."""
+    return str(getattr(request, "param", "sync"))
+
+
+@pytest.fixture
+def store(client: redis.Redis, namespace: str, face: str, redis_proc: RedisProcess) -> Iterator[Store]:
     # closed at teardown: the store's own pool would otherwise be closed by the garbage collector, with a
     # ResourceWarning (an error here) in whichever later test happens to collect it
+    if face == "async":
+        from tests.faces import async_store
+
+        with async_store(redis_proc.port, namespace) as a:
+            yield a  # type: ignore[misc]
+        return
     with Store(client, namespace=namespace) as s:
         yield s
 

@@ -111,9 +111,9 @@ def test_commit_of_a_deleted_record_is_not_found_and_writes_nothing(
     assert dump_namespace(client, namespace) == before
 
 
-def test_update_retries_the_whole_read_modify_write_on_a_conflict(store: Store) -> None:
+def test_update_retries_the_whole_read_modify_write_on_a_conflict(store: Store, client: redis.Redis) -> None:
     store.containers.create(new("web", labels={"count": "0"}))
-    other = Store(store.client, store.namespace)
+    other = Store(client, store.namespace)
     calls: list[int] = []
 
     def bump(c: Container) -> None:
@@ -490,10 +490,10 @@ def test_container_delete_removes_everything_but_the_log(store: Store, client: r
 
 
 # regression test (was a strict xfail before the fix)
-def test_conflict_after_exhausted_retries_reports_the_actual_version(store: Store) -> None:
+def test_conflict_after_exhausted_retries_reports_the_actual_version(store: Store, client: redis.Redis) -> None:
     store.containers.create(new("web"))
-    impatient = Store(store.client, store.namespace, conflict_attempts=2)
-    other = Store(store.client, store.namespace)
+    impatient = Store(client, store.namespace, conflict_attempts=2)
+    other = Store(client, store.namespace)
 
     def always_raced(c: Container) -> None:
         other.containers.update("web", lambda x: x.labels.__setitem__("n", str(x.version)))
