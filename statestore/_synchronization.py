@@ -31,10 +31,11 @@ sleep = time.sleep
 
 
 class Condition:
-    """A condition variable whose ``wait`` takes a timeout (None: for ever)."""
+    """A condition variable whose ``wait`` takes a timeout (None: for ever), over its own
+    lock or ``lock``."""
 
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self._cond = threading.Condition(lock)
 
     def __enter__(self) -> Condition:
         self._cond.__enter__()
@@ -49,6 +50,9 @@ class Condition:
 
     def notify(self) -> None:
         self._cond.notify()
+
+    def notify_all(self) -> None:
+        self._cond.notify_all()
 
 
 class AsyncCondition:
@@ -176,26 +180,13 @@ class AsyncWorker:
             t.cancel()
 
 
-class Signal:
+class Signal(Condition):
     """Wakes waiters when state guarded by ``lock`` changed: ``with signal:`` takes the lock,
     ``wait`` releases it while sleeping (so a check and the wait that follows it cannot miss
     a change), ``notify_all`` wakes every waiter (call it holding the lock)."""
 
     def __init__(self, lock: threading.RLock) -> None:
-        self._cond = threading.Condition(lock)
-
-    def __enter__(self) -> Signal:
-        self._cond.__enter__()
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self._cond.__exit__(t, e, tb)
-
-    def wait(self, timeout: float | None) -> None:
-        self._cond.wait(timeout)
-
-    def notify_all(self) -> None:
-        self._cond.notify_all()
+        super().__init__(lock)
 
 
 class AsyncSignal:

@@ -60,7 +60,7 @@ class _Proxy:
         value = getattr(self._target, name)
         if inspect.iscoroutinefunction(value):
             def call(*args: Any, **kwargs: Any) -> Any:
-                return _wrap(self._portal.run(value(*_unwrap_all(args), **_unwrap_kw(kwargs, self._portal))),
+                return _wrap(self._portal.run(value(*_unwrap_all(args), **_unwrap_kw(kwargs))),
                              self._portal)
             return call
         return value
@@ -192,7 +192,7 @@ def _unwrap_all(args: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(_unwrap(a) for a in args)
 
 
-def _unwrap_kw(kwargs: dict[str, Any], portal: Portal) -> dict[str, Any]:
+def _unwrap_kw(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {k: _unwrap(v) for k, v in kwargs.items()}
 
 

@@ -95,7 +95,6 @@ from .._errors import (
 )
 from .._synchronization import async_sleep
 from ._clients import derive_client, no_retries
-from ._cluster import untyped
 
 log = logging.getLogger("statestore")
 
@@ -222,7 +221,7 @@ class AsyncEngine:
         if unavailable_timeout < 0:
             raise InvalidArgumentError("unavailable_timeout must not be negative")
         self.client = client
-        self.pool = client.connection_pool
+        self.pool: Any = client.connection_pool  # (redis-py versions annotate it differently)
         self.conflict_attempts = conflict_attempts
         self.unavailable_timeout = unavailable_timeout
         self.durability = durability
@@ -237,7 +236,7 @@ class AsyncEngine:
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
         try:
-            conn: Any = await untyped(self.pool).get_connection()
+            conn: Any = await self.pool.get_connection()
         except AUTH_ERRORS as exc:  # a ConnectionError subclass, but retrying cannot help
             raise translate(exc) from None
         except TRANSIENT_ERRORS as exc:

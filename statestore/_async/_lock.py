@@ -116,7 +116,7 @@ class AsyncLease:
         self._released = False
         self._release_result: bool | None = None
         self._mutex = threading.Lock()  # held for no I/O: the same in both faces
-        self._settled = AsyncFlag()  # set when lost or released (wakes wait_lost)
+        self._settled: AsyncFlag | None = None  # made by wait_lost; set when lost or released
 
     # --- state -------------------------------------------------------------------
     @property
@@ -158,7 +158,8 @@ class AsyncLease:
             if self._lost_reason is not None:
                 return
             self._lost_reason = reason
-        self._settled.set()
+        if self._settled is not None:
+            self._settled.set()
         log.warning("lock of container %s (token %d) lost: %s", self.container_id[:12], self.token,
                     reason)
         if self._on_lost is not None:
@@ -174,6 +175,9 @@ class AsyncLease:
         lease's own deadline passes without a renewal.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        if self._settled is None:  # before the first check: a change after it sets the flag
+            self._settled = AsyncFlag()
+        settled = self._settled
         while True:
             if self.lost:
                 return True
@@ -182,7 +186,7 @@ class AsyncLease:
                 return False
             until = self._valid_until - now  # by then it is lost unless renewed (the renewer moves it)
             step = max(0.001, min(until, 0.5) if deadline is None else min(until, deadline - now, 0.5))
-            await self._settled.wait(step)
+            await settled.wait(step)
 
     # --- release -------------------------------------------------------------------
     async def release(self) -> bool:
@@ -203,7 +207,8 @@ class AsyncLease:
                 self._released = False
             raise
         self._release_result = ok
-        self._settled.set()
+        if self._settled is not None:
+            self._settled.set()
         if not ok:
             self._mark_lost("it had expired before it was released")
         return ok

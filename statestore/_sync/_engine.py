@@ -96,7 +96,6 @@ from .._errors import (
 )
 from .._synchronization import sleep
 from ._clients import derive_client, no_retries
-from ._cluster import untyped
 
 log = logging.getLogger("statestore")
 
@@ -223,7 +222,7 @@ class Engine:
         if unavailable_timeout < 0:
             raise InvalidArgumentError("unavailable_timeout must not be negative")
         self.client = client
-        self.pool = client.connection_pool
+        self.pool: Any = client.connection_pool  # (redis-py versions annotate it differently)
         self.conflict_attempts = conflict_attempts
         self.unavailable_timeout = unavailable_timeout
         self.durability = durability
@@ -238,7 +237,7 @@ class Engine:
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
         try:
-            conn: Any = untyped(self.pool).get_connection()
+            conn: Any = self.pool.get_connection()
         except AUTH_ERRORS as exc:  # a ConnectionError subclass, but retrying cannot help
             raise translate(exc) from None
         except TRANSIENT_ERRORS as exc:
