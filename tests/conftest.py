@@ -50,7 +50,9 @@ def namespace() -> str:
 #: ``statestore.aio.Store`` behind a blocking adapter (tests/faces.py)
 BOTH_FACES = {
     "test_store_commits", "test_store_lookups", "test_store_list", "test_store_corrupt_and_bad_input",
-    "test_store_namespace_ops",
+    "test_store_namespace_ops", "test_locks", "test_view", "test_fsck", "test_watch_selectors",
+    "test_watch", "test_indeterminate", "test_index_fallback", "test_view_indexes", "test_view_property",
+    "test_store_concurrency",
 }
 
 

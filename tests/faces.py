@@ -204,3 +204,40 @@ def async_store(port: int, namespace: str, **kwargs: Any) -> StoreFace:
         return aio.Store.from_url(f"redis://127.0.0.1:{port}/0", namespace, **kwargs)  # closed with it
 
     return StoreFace(portal.run(make()), portal)
+
+
+def forged_lease(store: Any, container_id: str, token: int, ttl: float = 10.0) -> Any:
+    """A lease of ``store``'s face that claims ``token`` without having acquired it (for tests
+    that check the store refuses it)."""
+    import time
+
+    from statestore import Lease
+
+    if isinstance(store, StoreFace):
+        lease = aio.Lease(store._target._locks, container_id, token, ttl, time.monotonic(), None)
+        return LeaseFace(lease, store._portal)
+    return Lease(store._locks, container_id, token, ttl, time.monotonic(), None)
+
+
+def background(store: Any, name: str) -> int:
+    """How many of ``store``'s face's background workers called ``name`` are alive: threads in
+    the sync face, tasks of the loop in the async one."""
+    if isinstance(store, StoreFace):
+        async def count() -> int:
+            return sum(1 for t in asyncio.all_tasks() if t.get_name() == name and not t.done())
+        return int(store._portal.run(count()))
+    return sum(1 for t in threading.enumerate() if t.name == name and t.is_alive())
+
+
+def fsck_phases(store: Any) -> tuple[Callable[[], Any], Callable[[Any], None]]:
+    """fsck's scan and its repair as two blocking calls on ``store``'s face (tests put changes
+    between them)."""
+    if isinstance(store, StoreFace):
+        from statestore._async import _fsck as afsck
+
+        target, portal = store._target, store._portal
+        return (lambda: portal.run(afsck.read_namespace(target)),
+                lambda analysis: portal.run(afsck.repair(target, analysis)))
+    from statestore._sync import _fsck as sfsck
+
+    return (lambda: sfsck.read_namespace(store), lambda analysis: sfsck.repair(store, analysis))

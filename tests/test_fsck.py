@@ -27,9 +27,9 @@ import redis
 from statestore import Container, ExecConfig, FsckReport, Problem, Store
 from statestore._fsckcheck import CODES, analyze
 from statestore._sync._clients import redis_cli
-from statestore._sync._fsck import read_namespace, repair
 from statestore.cli import main
 from tests.conftest import dump_namespace
+from tests.faces import fsck_phases
 from tests.redisproc import RedisProcess
 
 SEP = "\x00"
@@ -667,10 +667,11 @@ def test_every_single_key_the_schema_names_is_no_orphan(store: Store, client: re
 
 def test_repair_rechecks_a_rename_since_the_scan(store: Store, client: redis.Redis, w: World) -> None:
     client.delete(w.name("web"))
-    analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes)
+    read_namespace, repair = fsck_phases(store)
+    analysis = analyze(store.keys, read_namespace(), store.max_record_bytes)
     assert [(p.code, p.key) for p in analysis.problems] == [("name-missing", w.name("web"))]
     store.containers.rename(w.web.id, "web2")  # takes name:web2 in the meantime
-    repair(store, analysis)
+    repair(analysis)
     assert analysis.problems[0].repaired
     assert not client.exists(w.name("web"))  # not recreated for a name the container no longer has
     assert store.fsck().clean
@@ -679,11 +680,12 @@ def test_repair_rechecks_a_rename_since_the_scan(store: Store, client: redis.Red
 def test_repair_does_not_resurrect_a_deleted_record(store: Store, client: redis.Redis, w: World) -> None:
     set_exec_ids(client, w, [w.web_execs[0].id])
     client.zrem(w.idx("c", "label"), f"app{SEP}shop{SEP}{w.web.id}")
-    analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes)
+    read_namespace, repair = fsck_phases(store)
+    analysis = analyze(store.keys, read_namespace(), store.max_record_bytes)
     assert sorted((p.code, p.key) for p in analysis.problems) == [
         ("exec-not-listed", w.x(w.web_execs[1].id)), ("index-missing", w.idx("c", "label"))]
     store.containers.delete("web")
-    repair(store, analysis)
+    repair(analysis)
     assert not client.exists(w.c(w.web.id))
     assert client.zrangebylex(w.idx("c", "label"), f"[app{SEP}shop{SEP}{w.web.id}",
                               f"[app{SEP}shop{SEP}{w.web.id}") == []
@@ -692,9 +694,10 @@ def test_repair_does_not_resurrect_a_deleted_record(store: Store, client: redis.
 
 def test_repair_of_a_name_the_holder_now_keeps(store: Store, client: redis.Redis, w: World) -> None:
     client.set(w.name("ghost"), new_id())
-    analysis = analyze(store.keys, read_namespace(store), store.max_record_bytes)
+    read_namespace, repair = fsck_phases(store)
+    analysis = analyze(store.keys, read_namespace(), store.max_record_bytes)
     ghost = store.containers.create(Container.new("nginx", name="ghost"))  # reclaims the stale name
-    repair(store, analysis)
+    repair(analysis)
     assert client.get(w.name("ghost")) == ghost.id.encode()
     assert store.fsck().clean
 

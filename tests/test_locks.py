@@ -42,6 +42,7 @@ from statestore._errors import (
 )
 from tests import lock_workers
 from tests.conftest import dump_namespace
+from tests.faces import forged_lease
 from tests.redisproc import RedisProcess, free_port
 
 CTX = mp.get_context("spawn")
@@ -401,10 +402,10 @@ def test_only_the_holders_token_releases_or_commits(client: redis.Redis, store: 
     with store.lock(c.id) as lease:
         before = durable_state(client, namespace)
         for token in (lease.token + 1, lease.token - 1, 0):
-            forged = Lease(store._locks, c.id, token, 10.0, time.monotonic(), None)
+            forged = forged_lease(store, c.id, token)
             assert forged.release() is False
             assert lock_value(client, store, c.id)["token"] == lease.token  # type: ignore[index]
-            forged2 = Lease(store._locks, c.id, token, 10.0, time.monotonic(), None)
+            forged2 = forged_lease(store, c.id, token)
             rec = store.containers.get(c.id)
             rec.labels["forged"] = "yes"
             with pytest.raises(LockLostError):

@@ -30,6 +30,7 @@ from statestore import (
     parse_revision,
 )
 from tests import watch_workers
+from tests.faces import background
 from tests.redisproc import RedisProcess
 
 _CTX = mp.get_context("spawn")
@@ -383,7 +384,7 @@ def test_after_a_failover_that_lost_commits_the_view_converges_to_the_store(
 
 def test_close_stops_the_view(store: Store) -> None:
     def view_threads() -> int:
-        return sum(1 for t in threading.enumerate() if t.name == "statestore-view")
+        return background(store, "statestore-view")
 
     before = view_threads()
     view = store.view()
@@ -406,5 +407,4 @@ def test_a_view_closed_right_after_it_opened_leaves_no_thread_behind(store: Stor
     for _ in range(10):
         with store.view() as view:
             assert view.get("web").name == "web"
-        alive = [t for t in threading.enumerate() if t.name == "statestore-view" and t.is_alive()]
-        assert alive == []
+        assert background(store, "statestore-view") == 0
