@@ -14,8 +14,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
+from typing import Any, TypeVar
+
+#: what an :class:`AsyncEntering` call returns
+_CM = TypeVar("_CM", bound=Any)
+_T = TypeVar("_T")
 
 #: a mutual exclusion for state that several tasks (threads) of one store touch
 AsyncLock = asyncio.Lock
@@ -28,6 +33,35 @@ async def async_sleep(seconds: float) -> None:
 
 
 sleep = time.sleep
+
+
+async def async_uncancelled(aw: Awaitable[_T], undo: Callable[[_T], Awaitable[None]]) -> _T:
+    """Await ``aw``; if the caller is cancelled meanwhile, still let ``aw`` finish (a request
+    already sent gets its reply), then ``undo`` its result (shielded) and re-raise the
+    cancellation.  For calls whose effect must not outlive a caller that is gone (a lock taken
+    for a cancelled task).  Later cancellations only wait for ``aw`` too: its own round trip
+    bounds the wait.  (``uncancelled``, the sync form, has nothing to wait for.)"""
+    task = asyncio.ensure_future(aw)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.cancelled():
+                raise  # aw itself was cancelled (the loop is closing): nothing to undo
+            cancelled = exc
+        except BaseException:
+            break  # aw failed: its error is raised below, or the cancellation is
+    if cancelled is None:
+        return task.result()
+    if not task.cancelled() and task.exception() is None:
+        await asyncio.shield(asyncio.ensure_future(undo(task.result())))
+    raise cancelled
+
+
+def uncancelled(value: _T, undo: Callable[[_T], None]) -> _T:
+    """:func:`async_uncancelled` for the sync face: a call returns, or it raised already."""
+    return value
 
 
 class Condition:
@@ -216,3 +250,40 @@ class AsyncSignal:
 
 __all__ = ["AsyncCondition", "AsyncFlag", "AsyncLock", "AsyncSignal", "AsyncWorker", "Condition", "Flag", "Lock",
            "Signal", "Worker", "async_sleep", "sleep"]
+
+
+class AsyncEntering(Coroutine[Any, Any, _CM]):
+    """A call whose result is an async context manager, usable both ways:
+    ``x = await call()`` (or ``asyncio.create_task(call())``: it is a coroutine), or
+    ``async with call() as x:`` (entered, and exited at the end of the block).  The
+    sync face returns the context manager itself, which ``with`` enters, so it needs
+    no counterpart here.
+    """
+
+    __slots__ = ("_coro", "_entered")
+
+    def __init__(self, coro: Coroutine[Any, Any, _CM]) -> None:
+        self._coro = coro
+        self._entered: _CM | None = None
+
+    def __await__(self) -> Generator[Any, None, _CM]:
+        return self._coro.__await__()
+
+    def send(self, value: Any) -> Any:
+        return self._coro.send(value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        return self._coro.throw(typ, val, tb)
+
+    def close(self) -> None:
+        self._coro.close()
+
+    async def __aenter__(self) -> _CM:
+        self._entered = await self._coro
+        return await self._entered.__aenter__()  # type: ignore[no-any-return]
+
+    async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        entered, self._entered = self._entered, None
+        if entered is not None:
+            await entered.__aexit__(t, e, tb)

@@ -6,7 +6,7 @@ from), on a ``redis.asyncio`` client::
 
     async with Store.from_url("redis://127.0.0.1:6379/0", namespace="prod") as store:
         c = await store.containers.create(Container.new("nginx:1.27", name="web"))
-        async with await store.lock(c.id) as lease:
+        async with store.lock(c.id) as lease:
             await store.containers.update(c.id, start, lease=lease)
         async for event in store.watch(since=c.revision):
             ...

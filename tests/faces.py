@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from statestore import aio
@@ -27,8 +27,14 @@ class Portal:
         self._thread = threading.Thread(target=self.loop.run_forever, name="aio-face-loop", daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+    def run(self, aw: Awaitable[Any]) -> Any:
+        if not asyncio.iscoroutine(aw):  # an awaitable object (store.lock's): await it in a coroutine
+            awaitable = aw
+
+            async def wait() -> Any:
+                return await awaitable
+            aw = wait()
+        return asyncio.run_coroutine_threadsafe(aw, self.loop).result()
 
     def sync(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """A plain call made on the loop's thread (the async face's state belongs to it)."""

@@ -6,6 +6,7 @@ clean)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
 import os
 import random
@@ -99,7 +100,7 @@ def test_locks_fence_commits_and_report_loss(redis_proc: RedisProcess, client: r
     async def main() -> None:
         async with _store(redis_proc, namespace) as store:
             c = await store.containers.create(Container.new("busybox", name="locked"))
-            async with await store.lock(c.id, ttl=0.3) as lease:
+            async with store.lock(c.id, ttl=0.3) as lease:
                 assert [i.container_id for i in await store.locks()] == [c.id]
                 with pytest.raises(LockTimeoutError):
                     await store.lock(c.id, timeout=0.1)
@@ -130,10 +131,107 @@ def test_a_cancelled_lock_acquisition_holds_no_lock(redis_proc: RedisProcess, na
                 await waiter
             assert await held.release() is True
             assert await store.locks() == []
-            async with await store.lock(c.id, timeout=1):  # free at once
+            async with store.lock(c.id, timeout=1):  # free at once
                 pass
+            assert await store.locks() == []
 
     asyncio.run(main())
+
+
+def test_lock_is_awaited_or_entered(redis_proc: RedisProcess, namespace: str) -> None:
+    """``store.lock()`` gives the lease when awaited (or run as a task) and, with ``async with``,
+    releases it at the end of the block, also when the block raises."""
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="both-ways"))
+            lease = await store.lock(c.id)
+            assert isinstance(lease, aio.Lease) and not lease.released
+            assert [i.token for i in await store.locks()] == [lease.token]
+            assert await lease.release() is True
+            lease = await asyncio.create_task(store.lock(c.id))
+            async with lease:  # the awaited lease is an async context manager too
+                pass
+            assert lease.released
+            with pytest.raises(RuntimeError, match="inside"):
+                async with store.lock(c.id) as entered:
+                    assert isinstance(entered, aio.Lease) and not entered.released
+                    raise RuntimeError("inside")
+            assert entered.released and await store.locks() == []
+            held = await store.lock(c.id)
+            with pytest.raises(LockTimeoutError):
+                async with store.lock(c.id, timeout=0.1):
+                    raise AssertionError("entered a lock another lease holds")
+            assert [i.token for i in await store.locks()] == [held.token]
+            await held.release()
+            never = store.lock(c.id)
+            never.close()  # dropped without being awaited: no warning, no lock
+            assert await store.locks() == []
+
+    asyncio.run(main())
+
+
+BUSY_LUA = """local t = redis.call('TIME')
+local stop = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[1])
+repeat t = redis.call('TIME') until tonumber(t[1]) * 1000000 + tonumber(t[2]) >= stop
+return 1"""
+
+
+def test_a_lock_taken_for_a_cancelled_caller_is_released(
+        redis_proc: RedisProcess, namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The acquire script is sent, then the caller is cancelled before the reply: Redis (busy
+    with a slow script) runs the acquisition afterwards.  The lock it took is released at once,
+    not left until its TTL, and the caller sees its cancellation."""
+    caplog.set_level(logging.INFO, logger="statestore")
+
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="late-reply"))
+            other = aioredis.Redis(port=redis_proc.port)
+            try:
+                busy = asyncio.create_task(other.eval(BUSY_LUA, 0, 300_000))  # Redis busy for 0.3 s
+                await asyncio.sleep(0.05)
+                task = asyncio.create_task(store.lock(c.id, ttl=60))
+                await asyncio.sleep(0.05)  # the script is sent; its reply waits for the busy script
+                assert not task.done()
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert busy.done() and await busy == 1  # the cancellation waited for the reply
+                assert await store.locks() == []
+                assert await other.get(store.keys.lock_seq) == b"1"  # the acquisition did run
+                async with store.lock(c.id, timeout=0.5) as lease:
+                    assert lease.token == 2
+            finally:
+                await other.aclose()
+
+    asyncio.run(main())
+    assert any("its caller was cancelled" in r.getMessage() for r in caplog.records)
+
+
+def test_lock_acquisitions_cancelled_at_random_points_leave_no_lock(redis_proc: RedisProcess, namespace: str) -> None:
+    """A task cancelled anywhere in ``store.lock()`` holds no lock afterwards (not even until
+    the TTL), and a task that did get its lease can release it."""
+    rng = random.Random(11)
+    outcomes = {"acquired": 0, "cancelled": 0}
+
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="cancelled-locks"))
+            for _ in range(200):
+                task = asyncio.create_task(store.lock(c.id, ttl=60))
+                await asyncio.sleep(rng.choice([0, 0, 0.0001, 0.0002, 0.0005]))
+                task.cancel()
+                try:
+                    lease = await task
+                except asyncio.CancelledError:
+                    outcomes["cancelled"] += 1
+                else:
+                    outcomes["acquired"] += 1
+                    assert await lease.release() is True
+                assert await store.locks() == []
+
+    asyncio.run(main())
+    assert outcomes["cancelled"] > 0, outcomes
 
 
 def test_watch_and_view(redis_proc: RedisProcess, namespace: str) -> None:

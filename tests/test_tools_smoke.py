@@ -32,6 +32,7 @@ TAG_VAR = "SMOKE_TEST_TAG"  # in the environment of a tool's process and of ever
 # where each program in tools/ is run by the suite
 SMOKE_TESTS = {
     "bench.py": "tests/test_tools_smoke.py::test_bench",
+    "bench_aio.py": "tests/test_tools_smoke.py::test_bench_aio",
     "bench_cluster.py": "tests/test_cluster.py::test_bench_cluster_tool_runs_and_cleans_up",
     "bench_locks.py": "tests/test_tools_smoke.py::test_bench_locks",
     "bench_watch.py": "tests/test_tools_smoke.py::test_bench_watch",
@@ -171,6 +172,33 @@ def test_bench(redis_proc: RedisProcess, client: redis.Redis) -> None:
         assert len(r) == 8 and all(re.fullmatch(NUMBER, c) for c in r[1:4]), r
         assert r[5] in ("PASS", "MISS", "info"), r
     assert re.search(r"^total \d+s \(quick run: 1 repetitions;", out, re.M)
+    assert all_keys(client) == before
+
+
+@pytest.mark.slow
+def test_bench_aio(redis_proc: RedisProcess, client: redis.Redis) -> None:
+    before = all_keys(client)
+    res = run_tool("bench_aio.py", "--quick", "--reps", "1", "--profile", "--redis-url", redis_proc.url)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert out.startswith("machine: ") and f"redis: existing server at {redis_proc.url}" in out
+    rows = table(out, "operation ")
+    assert rows[0][:9] == ["operation", "sync ops/s", "redis-py ops/s", "sync ratio", "aio ops/s",
+                           "redis.asyncio ops/s", "aio ratio", "aio target", "result"]
+    assert [r[0] for r in rows[1:]] == ["get by full ID", "get by name", "get by ID prefix (12 chars)", "create",
+                                        "update by full ID (label)", "lock acquire+release"]
+    for r in rows[1:]:
+        assert len(r) == 11, r
+        assert all(re.fullmatch(NUMBER + r"( \([\d.]+-[\d.]+\))?", c) for c in (*r[1:7], r[9])), r
+        assert r[8] in ("PASS", "MISS", "info"), r
+    runs = table(out, "run ")
+    assert [r[0] for r in runs[1:]] == ["sync face, 1 thread", "aio face, 1 coroutine", "aio face, 64 coroutines",
+                                        "raw redis.asyncio, 64 coroutines"]
+    for r in runs[1:]:
+        assert len(r) == 6 and re.fullmatch(NUMBER, r[1]) and r[4].endswith("%"), r
+    assert re.search(r"^aio face, 64 coroutines vs sync face, 1 thread: [\d.]+x \(target >= 2.0x: (PASS|MISS)\)$",
+                     out, re.M)
+    assert re.search(r"^  statestore \(records, indexes, events, commit protocol\) +[\d.]+%", out, re.M)
     assert all_keys(client) == before
 
 

@@ -73,7 +73,7 @@ from .._errors import (
 )
 from .._lockinfo import WAKE_TTL_MS, LockInfo, LockList, positive
 from .._refs import parse_reference
-from .._synchronization import AsyncCondition, AsyncFlag, AsyncWorker
+from .._synchronization import AsyncCondition, AsyncFlag, AsyncWorker, async_uncancelled
 from ._clients import derive_client, no_retries
 from ._engine import AsyncScript
 from ._parts import StoreParts
@@ -301,10 +301,16 @@ class AsyncLockManager:
                 return reply
         while True:
             t0 = time.monotonic()
-            status, value = await engine.read(functools.partial(
+
+            async def undo(reply: Any, cid: str = cid) -> None:  # the lock a cancelled caller got after all
+                if int(reply[0]) == 1:
+                    await self._drop(cid, int(reply[1]))
+
+            # a cancelled caller waits for the reply of a script it sent, never leaving a lock behind
+            status, value = await async_uncancelled(engine.read(functools.partial(
                 self._acquire_script, execute,
                 (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid), keys.lock_waiters(cid)),
-                (ttl_ms, holder, wait_flag_ms)))
+                (ttl_ms, holder, wait_flag_ms))), undo)
             status, value = int(status), int(value)
             if status == 1:
                 lease = AsyncLease(self, cid, value, ttl, t0, on_lost)
@@ -315,7 +321,11 @@ class AsyncLockManager:
                         pass  # then it expires by its TTL
                     raise DurabilityError(lock_key, acks[0], engine.durability.replicas, None,
                                           " (a lock acquisition; the lock was released again)")
-                await self._track(lease)
+                try:
+                    await self._track(lease)
+                except BaseException:  # interrupted before the caller got the lease
+                    await self._drop(cid, value)
+                    raise
                 return lease
             if status == -1:
                 resolved = await self.store.containers.resolve(ref)  # NotFoundError if nothing
@@ -343,6 +353,19 @@ class AsyncLockManager:
             return holder
         except orjson.JSONDecodeError:
             return None
+
+    async def _drop(self, cid: str, token: int) -> None:
+        """Release the lock ``token`` holds on ``cid``, taken for a caller that is gone (cancelled);
+        once, no retries: if that fails, the lock expires by its TTL."""
+        keys, engine = self.store.keys, self.store._engine
+        try:
+            await engine.once(functools.partial(
+                self._release_script, engine.execute,
+                (keys.lock(cid), keys.lock_wake(cid), keys.lock_waiters(cid)), (token, WAKE_TTL_MS)))
+            log.info("released the lock of container %s (token %d): its caller was cancelled", cid[:12], token)
+        except Exception as exc:
+            log.warning("could not release the lock of container %s (token %d) taken for a cancelled "
+                        "caller; it expires by its TTL: %s", cid[:12], token, exc)
 
     # --- release ---------------------------------------------------------------------
     async def _release(self, lease: AsyncLease) -> bool:

@@ -46,6 +46,7 @@ from .._model import META, Container, ExecConfig, _Record, normalize_name, valid
 from .._names import generate_name
 from .._refs import parse_reference
 from .._results import RecordList, Snapshot, finish_list
+from .._synchronization import AsyncEntering  # unasync: async-only
 from .._urls import MultiHostURL, is_multi_host, parse_multi_host
 from ._cluster import slot_client, untyped
 from ._engine import AsyncEngine, AsyncScript, AsyncTx, own_client
@@ -56,6 +57,9 @@ from ._watch import AsyncWatch
 
 log = logging.getLogger("statestore")
 index_log = logging.getLogger("statestore.index")
+
+#: what ``lock`` returns: the lease (awaited), or its context (``async with``)
+Locking = AsyncEntering[AsyncLease]  # unasync: sync: Locking = Lease
 
 R = TypeVar("R", bound=_Record)
 
@@ -823,9 +827,10 @@ class AsyncStore:
                     await sentinel.aclose()
 
     # --- locks -----------------------------------------------------------------------
-    async def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
-             on_lost: Callable[[AsyncLease], None] | None = None) -> AsyncLease:
-        """Take the action lock of the container ``ref`` names; a AsyncLease (a context manager).
+    def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
+             on_lost: Callable[[AsyncLease], None] | None = None) -> Locking:
+        """Take the action lock of the container ``ref`` names: ``async with store.lock(ref) as
+        lease:`` (released at the end of the block), or ``lease = await store.lock(ref)``.
 
         Blocks up to ``timeout`` seconds (None: forever), then raises
         LockTimeoutError naming the holder.  The lease is renewed in the
@@ -833,7 +838,8 @@ class AsyncStore:
         Raises InvalidArgumentError for a non-positive ``ttl``/``timeout``,
         NotFoundError when no such container exists.
         """
-        return await self._locks.acquire(ref, ttl, timeout, on_lost)
+        acquiring = self._locks.acquire(ref, ttl, timeout, on_lost)
+        return AsyncEntering(acquiring)  # unasync: sync: return acquiring
 
     # --- change notifications ---------------------------------------------------------
     def watch(

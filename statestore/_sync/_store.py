@@ -58,6 +58,9 @@ from ._watch import Watch
 log = logging.getLogger("statestore")
 index_log = logging.getLogger("statestore.index")
 
+#: what ``lock`` returns: the lease (awaited), or its context (``with``)
+Locking = Lease
+
 R = TypeVar("R", bound=_Record)
 
 DEFAULT_CHANGELOG_MAXLEN = 10_000
@@ -825,8 +828,9 @@ class Store:
 
     # --- locks -----------------------------------------------------------------------
     def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
-             on_lost: Callable[[Lease], None] | None = None) -> Lease:
-        """Take the action lock of the container ``ref`` names; a Lease (a context manager).
+             on_lost: Callable[[Lease], None] | None = None) -> Locking:
+        """Take the action lock of the container ``ref`` names: ``with store.lock(ref) as
+        lease:`` (released at the end of the block), or ``lease = store.lock(ref)``.
 
         Blocks up to ``timeout`` seconds (None: forever), then raises
         LockTimeoutError naming the holder.  The lease is renewed in the
@@ -834,7 +838,8 @@ class Store:
         Raises InvalidArgumentError for a non-positive ``ttl``/``timeout``,
         NotFoundError when no such container exists.
         """
-        return self._locks.acquire(ref, ttl, timeout, on_lost)
+        acquiring = self._locks.acquire(ref, ttl, timeout, on_lost)
+        return acquiring
 
     # --- change notifications ---------------------------------------------------------
     def watch(
