@@ -15,18 +15,12 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 import orjson
-import redis.asyncio as redis
-import redis.exceptions as rex
-from redis.asyncio.cluster import ClusterNode
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.backoff import NoBackoff
 
 from .. import _codec, _filters, _indexes, _protocol
-from .._edge import Durability, Fence, Plan, read_lua, text, translate
+from .._edge import Durability, Fence, Plan, read_lua, text
 from .._errors import (
     AlreadyExistsError,
     AmbiguousReferenceError,
@@ -37,7 +31,6 @@ from .._errors import (
     NameInUseError,
     NotFoundError,
     StateStoreError,
-    StoreUnavailableError,
 )
 from .._fsckcheck import FsckReport
 from .._keys import KIND_CONTAINER, KIND_EXEC, NAMESPACE_RE, PREFIX, KeySchema
@@ -47,8 +40,7 @@ from .._names import generate_name
 from .._refs import parse_reference
 from .._results import RecordList, Snapshot, finish_list
 from .._synchronization import AsyncEntering  # unasync: async-only
-from .._urls import MultiHostURL, is_multi_host, parse_multi_host
-from ._cluster import slot_client, untyped
+from ._clients import UserClient, client_for_url, close_client, is_cluster, namespace_client
 from ._engine import AsyncEngine, AsyncScript, AsyncTx, own_client
 from ._fsck import run_fsck
 from ._lock import AsyncLease, AsyncLockManager
@@ -690,21 +682,6 @@ class AsyncExecs(_Repository[ExecConfig]):
         return RecordList(recs, rev, corrupt, warnings)
 
 
-def _multi_host_client(spec: MultiHostURL) -> redis.Redis | redis.RedisCluster:
-    """The redis-py client a Sentinel or Cluster URL names."""
-    if spec.kind == "sentinel":
-        # no client-side retries on the Sentinels either (redis-py's default retries each one
-        # for seconds): the store's unavailable_timeout bounds a call, and the next Sentinel is tried
-        sentinel = untyped(Sentinel)(
-            list(spec.hosts), sentinel_kwargs={"retry": Retry(NoBackoff(), 0), **spec.sentinel_options},
-            **spec.options)
-        return cast(redis.Redis, sentinel.master_for(
-            spec.service, db=spec.db, username=spec.username, password=spec.password))
-    nodes = [untyped(ClusterNode)(h, p) for h, p in spec.hosts]
-    return redis.RedisCluster(startup_nodes=nodes, username=spec.username, password=spec.password,
-                              **spec.options)
-
-
 def _with_revision(rec: R, revisions: list[str], entry: int = -1) -> R:
     """Set ``rec.revision`` to the commit's change-log entry ``entry`` (default: its last).
 
@@ -732,7 +709,7 @@ class AsyncStore:
 
     def __init__(
         self,
-        client: redis.Redis | redis.RedisCluster,
+        client: UserClient,
         namespace: str = "default",
         *,
         changelog_maxlen: int = DEFAULT_CHANGELOG_MAXLEN,
@@ -754,18 +731,9 @@ class AsyncStore:
         durable = Durability.parse(durability, replicas, durability_timeout)
         #: the caller's client, as given (never closed by the store unless from_url made it)
         self.user_client = client
-        if isinstance(client, redis.RedisCluster):
-            # the namespace is one hash slot: talk to its primary, following it as it moves
-            try:
-                client = slot_client(client, self.keys.log)
-            except rex.RedisError as exc:
-                raise translate(exc) from None
-        elif not isinstance(client, redis.Redis):
-            raise InvalidArgumentError(
-                f"AsyncStore needs a redis.asyncio.Redis or redis.asyncio.RedisCluster client, not {type(client)!r}")
         #: the store's own client: same server and settings, raw bytes, no client-side retries
         self.client = own_client(
-            client, durable.timeout_ms / 1000 + 1.0 if durable.replicas else None)
+            namespace_client(client, self.keys.log), durable.timeout_ms / 1000 + 1.0 if durable.replicas else None)
         self.changelog_maxlen = changelog_maxlen
         self.max_record_bytes = max_record_bytes
         self._owns_client = False
@@ -791,20 +759,7 @@ class AsyncStore:
         and ``redis+cluster://host:7000,host:7001`` (``rediss+`` for TLS; see
         docs/operations.md).
         """
-        user_client: redis.Redis | redis.RedisCluster
-        if is_multi_host(url):
-            spec = parse_multi_host(url)
-            try:
-                user_client = _multi_host_client(spec)
-            except rex.RedisClusterException as exc:  # not a RedisError: no node answered
-                raise StoreUnavailableError(f"Redis Cluster is unavailable: {exc}") from None
-            except rex.RedisError as exc:
-                raise translate(exc) from None
-        else:
-            try:
-                user_client = redis.Redis.from_url(url)
-            except (ValueError, rex.RedisError) as exc:
-                raise InvalidArgumentError(f"invalid Redis URL {url!r}: {exc}") from None
+        user_client = client_for_url(url)
         try:
             store = cls(user_client, namespace, **kwargs)
         except BaseException:
@@ -820,11 +775,7 @@ class AsyncStore:
         if self.client is not self.user_client:
             await self.client.aclose()
         if self._owns_client:
-            await self.user_client.aclose()
-            pool = self.user_client.connection_pool if isinstance(self.user_client, redis.Redis) else None
-            if isinstance(pool, SentinelConnectionPool):  # from_url made the Sentinel manager too
-                for sentinel in pool.sentinel_manager.sentinels:
-                    await sentinel.aclose()
+            await close_client(self.user_client)
 
     # --- locks -----------------------------------------------------------------------
     def lock(self, ref: str, ttl: float = 10.0, timeout: float | None = 5.0,
@@ -888,7 +839,7 @@ class AsyncStore:
         """Every namespace with keys in this Redis database, sorted by name, with its
         record counts: ``{"prod": {"containers": 3, "execs": 1}}`` (counted by SCAN of
         the record keys, so a broken index does not change them)."""
-        client = self.user_client if isinstance(self.user_client, redis.RedisCluster) else self.client
+        client = self.user_client if is_cluster(self.user_client) else self.client
 
         async def scan() -> dict[str, dict[str, int]]:
             found: dict[str, dict[str, int]] = {}

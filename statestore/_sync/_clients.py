@@ -16,18 +16,84 @@ from __future__ import annotations
 
 import shlex
 import ssl
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.exceptions as rex
+from redis.cluster import ClusterNode
 from redis.retry import Retry
-from redis.sentinel import SentinelConnectionPool
+from redis.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
-from ._cluster import SlotConnectionPool, untyped
+from .._edge import translate
+from .._errors import InvalidArgumentError, StoreUnavailableError
+from .._urls import MultiHostURL, is_multi_host, parse_multi_host
+from ._cluster import SlotConnectionPool, slot_client, untyped
 
 #: the client type the store and its parts hold (a name, so they need not import redis)
 Client = redis.Redis
+#: what a caller hands the store: a client of one server (or a Sentinel-managed one), or a cluster
+UserClient = redis.Redis | redis.RedisCluster
+
+
+def client_for_url(url: str) -> UserClient:
+    """A new client for ``url``: redis-py's ``redis://``, ``rediss://`` and ``unix://`` URLs,
+    and statestore's ``redis+sentinel://`` and ``redis+cluster://`` (docs/operations.md)."""
+    if is_multi_host(url):
+        spec = parse_multi_host(url)
+        try:
+            return _multi_host_client(spec)
+        except rex.RedisClusterException as exc:  # not a RedisError: no node answered
+            raise StoreUnavailableError(f"Redis Cluster is unavailable: {exc}") from None
+        except rex.RedisError as exc:
+            raise translate(exc) from None
+    try:
+        return redis.Redis.from_url(url)
+    except (ValueError, rex.RedisError) as exc:
+        raise InvalidArgumentError(f"invalid Redis URL {url!r}: {exc}") from None
+
+
+def _multi_host_client(spec: MultiHostURL) -> UserClient:
+    """The redis-py client a Sentinel or Cluster URL names."""
+    if spec.kind == "sentinel":
+        # no client-side retries on the Sentinels either (redis-py's default retries each one
+        # for seconds): the store's unavailable_timeout bounds a call, and the next Sentinel is tried
+        sentinel = untyped(Sentinel)(
+            list(spec.hosts), sentinel_kwargs={"retry": Retry(NoBackoff(), 0), **spec.sentinel_options},
+            **spec.options)
+        return cast(redis.Redis, sentinel.master_for(
+            spec.service, db=spec.db, username=spec.username, password=spec.password))
+    nodes = [untyped(ClusterNode)(h, p) for h, p in spec.hosts]
+    return redis.RedisCluster(startup_nodes=nodes, username=spec.username, password=spec.password,
+                              **spec.options)
+
+
+def namespace_client(client: UserClient, hash_key: str) -> redis.Redis:
+    """The client of one server that a namespace lives on: ``client`` itself, or for a cluster
+    the primary of ``hash_key``'s slot (followed as it moves).  InvalidArgumentError for
+    anything that is not a redis-py client of this face."""
+    if isinstance(client, redis.RedisCluster):
+        try:
+            return slot_client(client, hash_key)
+        except rex.RedisError as exc:
+            raise translate(exc) from None
+    if not isinstance(client, redis.Redis):
+        raise InvalidArgumentError(
+            f"the store needs a redis.Redis or redis.RedisCluster client, not {type(client)!r}")
+    return client
+
+
+def is_cluster(client: UserClient) -> bool:
+    return isinstance(client, redis.RedisCluster)
+
+
+def close_client(client: UserClient) -> None:
+    """Close a client ``client_for_url`` made, with the Sentinel connections it opened."""
+    client.close()
+    pool = client.connection_pool if isinstance(client, redis.Redis) else None
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            sentinel.close()
 
 
 def no_retries() -> Retry:
@@ -113,4 +179,5 @@ def redis_cli(client: Client) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-__all__ = ["Client", "derive_client", "no_retries", "redis_cli"]
+__all__ = ["Client", "UserClient", "client_for_url", "close_client", "derive_client", "is_cluster",
+           "namespace_client", "no_retries", "redis_cli"]
