@@ -40,28 +40,67 @@ async def async_uncancelled(aw: Awaitable[_T], undo: Callable[[_T], Awaitable[No
     already sent gets its reply), then ``undo`` its result (shielded) and re-raise the
     cancellation.  For calls whose effect must not outlive a caller that is gone (a lock taken
     for a cancelled task).  Later cancellations only wait for ``aw`` too: its own round trip
-    bounds the wait.  (``uncancelled``, the sync form, has nothing to wait for.)"""
+    bounds the wait.  (``uncancelled``, the sync form, has nothing to wait for.)  It runs
+    ``aw`` as a task of its own; :func:`async_settled_reply` is the cheaper form for one reply."""
     task = asyncio.ensure_future(aw)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as exc:
-            if task.cancelled():
-                raise  # aw itself was cancelled (the loop is closing): nothing to undo
-            cancelled = exc
-        except BaseException:
-            break  # aw failed: its error is raised below, or the cancellation is
+    cancelled = await _wait_out(task)
     if cancelled is None:
         return task.result()
-    if not task.cancelled() and task.exception() is None:
-        await asyncio.shield(asyncio.ensure_future(undo(task.result())))
+    await _undo_result(task, undo)
     raise cancelled
 
 
 def uncancelled(value: _T, undo: Callable[[_T], None]) -> _T:
     """:func:`async_uncancelled` for the sync face: a call returns, or it raised already."""
     return value
+
+
+async def async_settled_reply(conn: Any, undo: Callable[[Any], Awaitable[None]]) -> Any:
+    """The reply to the command just sent on ``conn`` (a redis-py connection); if the caller
+    is cancelled while it waits, the reply is still read (one round trip bounds the wait,
+    whatever further cancellations come), handed to ``undo`` (shielded), and the
+    cancellation re-raised.  What :func:`async_uncancelled` does, for the common case of
+    one reply, with no task unless a cancellation comes.
+
+    The send before it needs no such care: a small command on a pooled connection goes to the
+    socket without suspending, so a cancellation during the send comes before anything was
+    written.  (``settled_reply``, the sync form, just reads.)"""
+    try:
+        # not disconnecting on a cancellation keeps the reply readable (redis-py's
+        # parser resumes an interrupted read, as its pub/sub timeouts do)
+        return await conn.read_response(disconnect_on_error=False)
+    except asyncio.CancelledError:
+        task = asyncio.ensure_future(conn.read_response())
+        await _wait_out(task)
+        await _undo_result(task, undo)
+        raise
+
+
+def settled_reply(conn: Any, undo: Callable[[Any], None]) -> Any:
+    """:func:`async_settled_reply` for the sync face: a blocking read is not interrupted."""
+    return conn.read_response()
+
+
+async def _wait_out(task: asyncio.Future[_T]) -> asyncio.CancelledError | None:
+    """Wait until ``task`` is done, through any cancellations of the caller; the first of
+    them, or None.  (If ``task`` itself is cancelled, the loop is closing: that propagates.)"""
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            if task.cancelled():
+                raise
+            cancelled = cancelled or exc
+        except BaseException:
+            break  # the task failed: the caller sees its error, or the cancellation
+    return cancelled
+
+
+async def _undo_result(task: asyncio.Future[_T], undo: Callable[[_T], Awaitable[None]]) -> None:
+    """``undo`` the result of a finished ``task`` (nothing if it failed), shielded."""
+    if not task.cancelled() and task.exception() is None:
+        await asyncio.shield(asyncio.ensure_future(undo(task.result())))
 
 
 class Condition:

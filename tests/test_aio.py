@@ -234,6 +234,34 @@ def test_lock_acquisitions_cancelled_at_random_points_leave_no_lock(redis_proc: 
     assert outcomes["cancelled"] > 0, outcomes
 
 
+def test_lock_acquisitions_cancelled_after_each_loop_step_leave_no_lock(
+        redis_proc: RedisProcess, namespace: str) -> None:
+    """The same, cancelling after 0, 1, 2, ... turns of the event loop: every suspension point
+    of an acquisition in turn (taking a connection, the send, the wait for the reply), with
+    no timing luck involved."""
+    seen = {"acquired": 0, "cancelled": 0}
+
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="stepped-locks"))
+            for steps in [n for n in range(16) for _ in range(3)]:
+                task = asyncio.create_task(store.lock(c.id, ttl=60))
+                for _ in range(steps):
+                    await asyncio.sleep(0)
+                task.cancel()
+                try:
+                    lease = await task
+                except asyncio.CancelledError:
+                    seen["cancelled"] += 1
+                else:
+                    seen["acquired"] += 1
+                    assert await lease.release() is True
+                assert await store.locks() == [], f"a lock is left after cancelling at step {steps}"
+
+    asyncio.run(main())
+    assert seen["cancelled"] > 0 and seen["acquired"] > 0, seen
+
+
 def test_watch_and_view(redis_proc: RedisProcess, namespace: str) -> None:
     async def main() -> None:
         async with _store(redis_proc, namespace) as store:

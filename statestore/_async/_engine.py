@@ -93,7 +93,7 @@ from .._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from .._synchronization import async_sleep
+from .._synchronization import async_settled_reply, async_sleep
 from ._clients import derive_client, no_retries
 
 log = logging.getLogger("statestore")
@@ -258,16 +258,20 @@ class AsyncEngine:
                 await conn.disconnect()
             await self.pool.release(conn)
 
-    async def execute(self, *args: Any) -> Any:
+    async def execute(self, *args: Any, undo: Callable[[Any], Awaitable[None]] | None = None) -> Any:
         """One command on a pooled connection, reply unparsed (raw bytes).
 
         Leaner than ``client.execute_command``; errors are redis-py's, so wrap
-        calls in :meth:`read` for retries and translation.
+        calls in :meth:`read` for retries and translation.  With ``undo``, a
+        caller cancelled while it waits for the reply still reads it and hands
+        it to ``undo`` before the cancellation goes on (``async_settled_reply``).
         """
         try:
             async with self._connection() as conn:
                 try:
                     await conn.send_packed_command(pack(conn, [args]), check_health=False)
+                    if undo is not None:
+                        return await async_settled_reply(conn, undo)
                     return await conn.read_response()
                 except TRANSIENT_ERRORS:
                     await conn.disconnect()

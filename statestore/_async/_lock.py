@@ -290,27 +290,31 @@ class AsyncLockManager:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         engine = self.store._engine
-        execute: Callable[..., Awaitable[Any]] = engine.execute
+        # with replicated durability an acquisition waits for the replicas like a commit: a
+        # lock (and its fencing token) lost in a failover could be granted twice with the same token
+        durable = bool(engine.durability.replicas)
         acks: list[int | None] = [None]
-        if engine.durability.replicas:
-            # with replicated durability an acquisition waits for the replicas like a
-            # commit: a lock (and its fencing token) lost in a failover could be
-            # granted twice with the same token
-            async def execute(*args: Any) -> Any:
-                reply, acks[0] = await engine.execute_durable(*args)
-                return reply
+
+        async def execute_durable(*args: Any) -> Any:
+            reply, acks[0] = await engine.execute_durable(*args)
+            return reply
+
         while True:
             t0 = time.monotonic()
 
             async def undo(reply: Any, cid: str = cid) -> None:  # the lock a cancelled caller got after all
-                if int(reply[0]) == 1:
+                if isinstance(reply, list) and int(reply[0]) == 1:
                     await self._drop(cid, int(reply[1]))
 
-            # a cancelled caller waits for the reply of a script it sent, never leaving a lock behind
-            status, value = await async_uncancelled(engine.read(functools.partial(
+            execute: Callable[..., Awaitable[Any]] = (
+                execute_durable if durable else functools.partial(engine.execute, undo=undo))
+            call = engine.read(functools.partial(
                 self._acquire_script, execute,
                 (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid), keys.lock_waiters(cid)),
-                (ttl_ms, holder, wait_flag_ms))), undo)
+                (ttl_ms, holder, wait_flag_ms)))
+            # a cancelled caller waits for the reply of the script it sent, never leaving a lock
+            # behind: the engine settles the reply, or (waiting for replicas as well) the whole call
+            status, value = await async_uncancelled(call, undo) if durable else await call
             status, value = int(status), int(value)
             if status == 1:
                 lease = AsyncLease(self, cid, value, ttl, t0, on_lost)

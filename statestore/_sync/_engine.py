@@ -94,7 +94,7 @@ from .._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from .._synchronization import sleep
+from .._synchronization import settled_reply, sleep
 from ._clients import derive_client, no_retries
 
 log = logging.getLogger("statestore")
@@ -259,16 +259,20 @@ class Engine:
                 conn.disconnect()
             self.pool.release(conn)
 
-    def execute(self, *args: Any) -> Any:
+    def execute(self, *args: Any, undo: Callable[[Any], None] | None = None) -> Any:
         """One command on a pooled connection, reply unparsed (raw bytes).
 
         Leaner than ``client.execute_command``; errors are redis-py's, so wrap
-        calls in :meth:`read` for retries and translation.
+        calls in :meth:`read` for retries and translation.  With ``undo``, a
+        caller cancelled while it waits for the reply still reads it and hands
+        it to ``undo`` before the cancellation goes on (``settled_reply``).
         """
         try:
             with self._connection() as conn:
                 try:
                     conn.send_packed_command(pack(conn, [args]), check_health=False)
+                    if undo is not None:
+                        return settled_reply(conn, undo)
                     return conn.read_response()
                 except TRANSIENT_ERRORS:
                     conn.disconnect()

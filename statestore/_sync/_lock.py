@@ -291,27 +291,31 @@ class LockManager:
         started = time.monotonic()
         deadline = None if timeout is None else started + timeout
         engine = self.store._engine
-        execute: Callable[..., Any] = engine.execute
+        # with replicated durability an acquisition waits for the replicas like a commit: a
+        # lock (and its fencing token) lost in a failover could be granted twice with the same token
+        durable = bool(engine.durability.replicas)
         acks: list[int | None] = [None]
-        if engine.durability.replicas:
-            # with replicated durability an acquisition waits for the replicas like a
-            # commit: a lock (and its fencing token) lost in a failover could be
-            # granted twice with the same token
-            def execute(*args: Any) -> Any:
-                reply, acks[0] = engine.execute_durable(*args)
-                return reply
+
+        def execute_durable(*args: Any) -> Any:
+            reply, acks[0] = engine.execute_durable(*args)
+            return reply
+
         while True:
             t0 = time.monotonic()
 
             def undo(reply: Any, cid: str = cid) -> None:  # the lock a cancelled caller got after all
-                if int(reply[0]) == 1:
+                if isinstance(reply, list) and int(reply[0]) == 1:
                     self._drop(cid, int(reply[1]))
 
-            # a cancelled caller waits for the reply of a script it sent, never leaving a lock behind
-            status, value = uncancelled(engine.read(functools.partial(
+            execute: Callable[..., Any] = (
+                execute_durable if durable else functools.partial(engine.execute, undo=undo))
+            call = engine.read(functools.partial(
                 self._acquire_script, execute,
                 (lock_key, keys.lock_seq, keys.container(cid), keys.lock_fence(cid), keys.lock_waiters(cid)),
-                (ttl_ms, holder, wait_flag_ms))), undo)
+                (ttl_ms, holder, wait_flag_ms)))
+            # a cancelled caller waits for the reply of the script it sent, never leaving a lock
+            # behind: the engine settles the reply, or (waiting for replicas as well) the whole call
+            status, value = uncancelled(call, undo) if durable else call
             status, value = int(status), int(value)
             if status == 1:
                 lease = Lease(self, cid, value, ttl, t0, on_lost)
