@@ -112,17 +112,22 @@ class IndexDiff:
 
 
 def diff(kind: str, old: dict[str, Any] | None, new: dict[str, Any] | None) -> IndexDiff:
-    """Members to add and remove, by field, to go from ``old`` to ``new``."""
-    before, after = entries(kind, old), entries(kind, new)
-    add: dict[str, list[str]] = {}
-    remove: dict[str, list[str]] = {}
-    for field in before.keys() | after.keys():
-        b, a = before.get(field, set()), after.get(field, set())
-        if a - b:
-            add[field] = sorted(a - b)
-        if b - a:
-            remove[field] = sorted(b - a)
-    return IndexDiff(add, remove)
+    """Members to add and remove, by field (fields and members sorted), to go from
+    ``old`` to ``new``."""
+    before = pairs(kind, old) if old is not None else ()
+    after = pairs(kind, new) if new is not None else ()
+    if before == after:  # most updates touch no indexed field
+        return IndexDiff({}, {})
+    b = set(zip(before[::2], before[1::2], strict=True))
+    a = set(zip(after[::2], after[1::2], strict=True))
+    return IndexDiff(_by_field(a - b), _by_field(b - a))
+
+
+def _by_field(members: set[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for field, member in sorted(members):
+        out.setdefault(field, []).append(member)
+    return out
 
 
 def member_id(member: bytes | str) -> str:
