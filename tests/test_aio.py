@@ -6,6 +6,7 @@ clean)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -13,6 +14,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -208,6 +210,23 @@ def test_a_lock_taken_for_a_cancelled_caller_is_released(
     assert any("its caller was cancelled" in r.getMessage() for r in caplog.records)
 
 
+async def _cancel_lock(store: aio.Store, cid: str, pause: Callable[[], Awaitable[None]],
+                       outcomes: dict[str, int], where: str) -> None:
+    """Start ``store.lock(cid)``, ``pause``, cancel it, and check that no lock is left: a
+    cancelled acquisition holds none, one that got its lease can release it."""
+    task = asyncio.create_task(store.lock(cid, ttl=60))
+    await pause()
+    task.cancel()
+    try:
+        lease = await task
+    except asyncio.CancelledError:
+        outcomes["cancelled"] += 1
+    else:
+        outcomes["acquired"] += 1
+        assert await lease.release() is True
+    assert await store.locks() == [], f"a lock is left after cancelling {where}"
+
+
 def test_lock_acquisitions_cancelled_at_random_points_leave_no_lock(redis_proc: RedisProcess, namespace: str) -> None:
     """A task cancelled anywhere in ``store.lock()`` holds no lock afterwards (not even until
     the TTL), and a task that did get its lease can release it."""
@@ -218,17 +237,8 @@ def test_lock_acquisitions_cancelled_at_random_points_leave_no_lock(redis_proc: 
         async with _store(redis_proc, namespace) as store:
             c = await store.containers.create(Container.new("busybox", name="cancelled-locks"))
             for _ in range(200):
-                task = asyncio.create_task(store.lock(c.id, ttl=60))
-                await asyncio.sleep(rng.choice([0, 0, 0.0001, 0.0002, 0.0005]))
-                task.cancel()
-                try:
-                    lease = await task
-                except asyncio.CancelledError:
-                    outcomes["cancelled"] += 1
-                else:
-                    outcomes["acquired"] += 1
-                    assert await lease.release() is True
-                assert await store.locks() == []
+                delay = rng.choice([0, 0, 0.0001, 0.0002, 0.0005])
+                await _cancel_lock(store, c.id, functools.partial(asyncio.sleep, delay), outcomes, f"after {delay} s")
 
     asyncio.run(main())
     assert outcomes["cancelled"] > 0, outcomes
@@ -239,27 +249,19 @@ def test_lock_acquisitions_cancelled_after_each_loop_step_leave_no_lock(
     """The same, cancelling after 0, 1, 2, ... turns of the event loop: every suspension point
     of an acquisition in turn (taking a connection, the send, the wait for the reply), with
     no timing luck involved."""
-    seen = {"acquired": 0, "cancelled": 0}
+    outcomes = {"acquired": 0, "cancelled": 0}
 
     async def main() -> None:
         async with _store(redis_proc, namespace) as store:
             c = await store.containers.create(Container.new("busybox", name="stepped-locks"))
             for steps in [n for n in range(16) for _ in range(3)]:
-                task = asyncio.create_task(store.lock(c.id, ttl=60))
-                for _ in range(steps):
-                    await asyncio.sleep(0)
-                task.cancel()
-                try:
-                    lease = await task
-                except asyncio.CancelledError:
-                    seen["cancelled"] += 1
-                else:
-                    seen["acquired"] += 1
-                    assert await lease.release() is True
-                assert await store.locks() == [], f"a lock is left after cancelling at step {steps}"
+                async def turns(steps: int = steps) -> None:
+                    for _ in range(steps):
+                        await asyncio.sleep(0)
+                await _cancel_lock(store, c.id, turns, outcomes, f"after {steps} turns of the loop")
 
     asyncio.run(main())
-    assert seen["cancelled"] > 0 and seen["acquired"] > 0, seen
+    assert outcomes["cancelled"] > 0 and outcomes["acquired"] > 0, outcomes
 
 
 def test_watch_and_view(redis_proc: RedisProcess, namespace: str) -> None:
