@@ -588,6 +588,10 @@ def test_every_client_flavour_runs_the_whole_api(redis_proc: Any, namespace: str
         assert store.snapshot().revision == renamed.revision
         with pytest.raises(NotFoundError):
             store.containers.get("web")
+        report = store.fsck()  # reads every key raw: strings, sorted sets with scores, the log
+        assert report.clean, report
+        assert report.checked["containers"] == 1 and report.checked["execs"] == 1
+        assert report.checked["index_members"] > 0
         assert store.containers.delete("www").exec_ids == [x.id]
         assert store.snapshot().containers == {}
     finally:

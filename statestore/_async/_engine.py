@@ -279,6 +279,31 @@ class AsyncEngine:
         except Unsent as exc:
             raise exc.cause from None
 
+    async def execute_many(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Several commands in one round trip on one pooled connection (no transaction),
+        replies unparsed; an error reply is returned in its place, as a redis-py exception.
+
+        Errors other than error replies are redis-py's: wrap calls in :meth:`read`.
+        """
+        if not cmds:
+            return []
+        try:
+            async with self._connection() as conn:
+                try:
+                    await conn.send_packed_command(pack(conn, cmds), check_health=False)
+                    replies: list[Any] = []
+                    for _ in cmds:
+                        try:
+                            replies.append(await conn.read_response())
+                        except rex.ResponseError as exc:
+                            replies.append(exc)
+                    return replies
+                except TRANSIENT_ERRORS:
+                    await conn.disconnect()
+                    raise
+        except Unsent as exc:
+            raise exc.cause from None
+
     async def execute_durable(self, *args: Any) -> tuple[Any, int | None]:
         """:meth:`execute`, then (with replicated durability) WAIT on the same connection.
 

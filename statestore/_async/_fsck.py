@@ -89,22 +89,23 @@ class FsckSource(StoreParts, Protocol):
     def containers(self) -> _Writer: ...
 
 
+def _scored(reply: Any) -> list[tuple[bytes, float]]:
+    """A raw ``ZRANGE ... WITHSCORES`` reply as (member, score) pairs: flat under RESP2,
+    pairs under RESP3."""
+    items = list(reply or ())
+    if items and isinstance(items[0], list | tuple):
+        return [(bytes(m), float(sc)) for m, sc in items]
+    return [(bytes(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]
+
+
 async def read_namespace(store: FsckSource) -> Scanned:
     """Every key of the namespace with its type and (for strings and sorted sets) value."""
-    client, engine = store.client, store._engine
+    engine = store._engine
     pattern = store.keys.match_all
 
-    async def pipelined(cmds: list[tuple[str, Any]]) -> list[Any]:
+    async def pipelined(cmds: list[tuple[Any, ...]]) -> list[Any]:
         async def run() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            for op, key in cmds:
-                if op == "TYPE":
-                    pipe.type(key)
-                elif op == "GET":
-                    pipe.get(key)
-                else:
-                    pipe.zrange(key, 0, -1, withscores=True)
-            replies = list(await pipe.execute(raise_on_error=False) or [])
+            replies = await engine.execute_many(cmds)
             for r in replies:
                 # a refusal is no property of the key: raise it (StorePermissionError), do not report it
                 if isinstance(r, REDIS_ERROR) and isinstance(translate(r), StorePermissionError):
@@ -117,7 +118,8 @@ async def read_namespace(store: FsckSource) -> Scanned:
         for _ in range(_REREAD_TRIES):  # a key whose type changed between TYPE and its read is read again
             types = [text(t) for t in await pipelined([("TYPE", k) for k in keys])]
             reads = [(k, t) for k, t in zip(keys, types, strict=True) if t in ("string", "zset")]
-            values = await pipelined([("GET" if t == "string" else "ZRANGE", k) for k, t in reads])
+            values = await pipelined([("GET", k) if t == "string" else ("ZRANGE", k, 0, -1, "WITHSCORES")
+                                      for k, t in reads])
             value_of = {k: v for (k, _t), v in zip(reads, values, strict=True)}
             again: list[Any] = []
             for k, t in zip(keys, types, strict=True):
@@ -129,7 +131,7 @@ async def read_namespace(store: FsckSource) -> Scanned:
                 elif t == "string" and v is None:
                     continue  # deleted between TYPE and GET
                 elif t == "zset":
-                    got[k] = (t, [(bytes(m), float(sc)) for m, sc in v or ()])
+                    got[k] = (t, _scored(v))
                 else:
                     got[k] = (t, v)
             if not again:
@@ -140,7 +142,8 @@ async def read_namespace(store: FsckSource) -> Scanned:
     out: Scanned = {}
     cursor: Any = 0
     while True:
-        cursor, batch = await engine.read(functools.partial(client.scan, cursor, match=pattern, count=SCAN_COUNT))
+        cursor, batch = await engine.read(functools.partial(
+            engine.execute, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
         fresh = [k for k in dict.fromkeys(batch) if text(k) not in out]
         if fresh:
             for k, tv in (await read_batch(fresh)).items():

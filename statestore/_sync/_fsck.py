@@ -90,22 +90,23 @@ class FsckSource(StoreParts, Protocol):
     def containers(self) -> _Writer: ...
 
 
+def _scored(reply: Any) -> list[tuple[bytes, float]]:
+    """A raw ``ZRANGE ... WITHSCORES`` reply as (member, score) pairs: flat under RESP2,
+    pairs under RESP3."""
+    items = list(reply or ())
+    if items and isinstance(items[0], list | tuple):
+        return [(bytes(m), float(sc)) for m, sc in items]
+    return [(bytes(items[i]), float(items[i + 1])) for i in range(0, len(items), 2)]
+
+
 def read_namespace(store: FsckSource) -> Scanned:
     """Every key of the namespace with its type and (for strings and sorted sets) value."""
-    client, engine = store.client, store._engine
+    engine = store._engine
     pattern = store.keys.match_all
 
-    def pipelined(cmds: list[tuple[str, Any]]) -> list[Any]:
+    def pipelined(cmds: list[tuple[Any, ...]]) -> list[Any]:
         def run() -> list[Any]:
-            pipe = client.pipeline(transaction=False)
-            for op, key in cmds:
-                if op == "TYPE":
-                    pipe.type(key)
-                elif op == "GET":
-                    pipe.get(key)
-                else:
-                    pipe.zrange(key, 0, -1, withscores=True)
-            replies = list(pipe.execute(raise_on_error=False) or [])
+            replies = engine.execute_many(cmds)
             for r in replies:
                 # a refusal is no property of the key: raise it (StorePermissionError), do not report it
                 if isinstance(r, REDIS_ERROR) and isinstance(translate(r), StorePermissionError):
@@ -118,7 +119,8 @@ def read_namespace(store: FsckSource) -> Scanned:
         for _ in range(_REREAD_TRIES):  # a key whose type changed between TYPE and its read is read again
             types = [text(t) for t in pipelined([("TYPE", k) for k in keys])]
             reads = [(k, t) for k, t in zip(keys, types, strict=True) if t in ("string", "zset")]
-            values = pipelined([("GET" if t == "string" else "ZRANGE", k) for k, t in reads])
+            values = pipelined([("GET", k) if t == "string" else ("ZRANGE", k, 0, -1, "WITHSCORES")
+                                      for k, t in reads])
             value_of = {k: v for (k, _t), v in zip(reads, values, strict=True)}
             again: list[Any] = []
             for k, t in zip(keys, types, strict=True):
@@ -130,7 +132,7 @@ def read_namespace(store: FsckSource) -> Scanned:
                 elif t == "string" and v is None:
                     continue  # deleted between TYPE and GET
                 elif t == "zset":
-                    got[k] = (t, [(bytes(m), float(sc)) for m, sc in v or ()])
+                    got[k] = (t, _scored(v))
                 else:
                     got[k] = (t, v)
             if not again:
@@ -141,7 +143,8 @@ def read_namespace(store: FsckSource) -> Scanned:
     out: Scanned = {}
     cursor: Any = 0
     while True:
-        cursor, batch = engine.read(functools.partial(client.scan, cursor, match=pattern, count=SCAN_COUNT))
+        cursor, batch = engine.read(functools.partial(
+            engine.execute, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
         fresh = [k for k in dict.fromkeys(batch) if text(k) not in out]
         if fresh:
             for k, tv in (read_batch(fresh)).items():
