@@ -304,6 +304,19 @@ class AsyncEngine:
         except Unsent as exc:
             raise exc.cause from None
 
+    async def scan_keys(self, match: str, count: int = 1000) -> list[Any]:
+        """Every key matching ``match``, once each, in SCAN order (SCAN to the end, on the
+        store's connections; a transient error restarts the scan, with :meth:`read`'s retries)."""
+        async def scan() -> list[Any]:
+            found: dict[Any, None] = {}
+            cursor: Any = 0
+            while True:
+                cursor, keys = await self.execute("SCAN", cursor, "MATCH", match, "COUNT", count)
+                found.update(dict.fromkeys(keys))
+                if int(cursor) == 0:
+                    return list(found)
+        return await self.read(scan)
+
     async def execute_durable(self, *args: Any) -> tuple[Any, int | None]:
         """:meth:`execute`, then (with replicated durability) WAIT on the same connection.
 

@@ -305,6 +305,19 @@ class Engine:
         except Unsent as exc:
             raise exc.cause from None
 
+    def scan_keys(self, match: str, count: int = 1000) -> list[Any]:
+        """Every key matching ``match``, once each, in SCAN order (SCAN to the end, on the
+        store's connections; a transient error restarts the scan, with :meth:`read`'s retries)."""
+        def scan() -> list[Any]:
+            found: dict[Any, None] = {}
+            cursor: Any = 0
+            while True:
+                cursor, keys = self.execute("SCAN", cursor, "MATCH", match, "COUNT", count)
+                found.update(dict.fromkeys(keys))
+                if int(cursor) == 0:
+                    return list(found)
+        return self.read(scan)
+
     def execute_durable(self, *args: Any) -> tuple[Any, int | None]:
         """:meth:`execute`, then (with replicated durability) WAIT on the same connection.
 

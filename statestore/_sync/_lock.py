@@ -347,10 +347,11 @@ class LockManager:
             if deadline is not None:
                 wait = min(wait, deadline - now)
             wait = max(0.001, min(wait, self._max_block))
-            engine.read(functools.partial(self.store.client.blpop, [wake_key], timeout=wait))
+            engine.read(functools.partial(engine.execute, "BLPOP", wake_key, f"{wait:.3f}"))
 
     def _holder_of(self, cid: str) -> dict[str, Any] | None:
-        raw = self.store._engine.read(lambda: self.store.client.get(self.store.keys.lock(cid)))
+        engine, key = self.store._engine, self.store.keys.lock(cid)
+        raw = engine.read(functools.partial(engine.execute, "GET", key), key)
         if raw is None:
             return None
         try:
@@ -454,19 +455,19 @@ class LockManager:
     def locks(self) -> LockList:
         """Every held lock of the namespace (SCAN over the lock keys)."""
         keys = self.store.keys
-        client = self.store.client
         engine = self.store._engine
 
         def collect() -> LockList:
-            lock_keys = [k for k in client.scan_iter(match=keys.lock_prefix + "*", count=1000)]
+            lock_keys = engine.scan_keys(keys.lock_prefix + "*")
             if not lock_keys:
                 return LockList()
-            pipe = client.pipeline(transaction=False)
+            cmds: list[tuple[Any, ...]] = []
             for k in lock_keys:
-                pipe.get(k)
-                pipe.pttl(k)
-            pipe.time()
-            replies = pipe.execute()
+                cmds += [("GET", k), ("PTTL", k)]
+            replies = engine.execute_many([*cmds, ("TIME",)])
+            for r in replies:
+                if isinstance(r, Exception):
+                    raise r  # (a lock key of the wrong type: translated by engine.read)
             secs, micros = replies[-1]
             now_ms = int(secs) * 1000 + int(micros) // 1000
             out = LockList()

@@ -73,7 +73,6 @@ class _Repository(Generic[R]):
         self._engine = store._engine
         self._max = store.max_record_bytes
         self._index_keys = self._keys.index_keys(self.kind)
-        self._client = store.client
         self._record_prefix = self._keys.record_prefix(self.kind)
         self._name_prefix = self._keys.name_prefix if self.kind == KIND_CONTAINER else ""
         self._id_index_keys = (self._keys.index(self.kind, "id"),)
@@ -152,10 +151,7 @@ class _Repository(Generic[R]):
         """Resolve an ID prefix from the record keys (when the ID index is unusable)."""
         match = self._record_prefix + prefix + "*"
 
-        def scan() -> list[bytes]:
-            return sorted({k for k in self._client.scan_iter(match=match, count=1000)})
-
-        hits = [text(k)[len(self._record_prefix):] for k in self._engine.read(scan)]
+        hits = [text(k)[len(self._record_prefix):] for k in sorted(self._engine.scan_keys(match))]
         hits = [h for h in hits if _FULL_ID.fullmatch(h)]
         if len(hits) > 1:
             raise AmbiguousReferenceError(self.kind, ref)
@@ -171,7 +167,7 @@ class _Repository(Generic[R]):
         r = parse_reference(ref, self.kind)
         if r.full_id:
             key = self._keys.record(self.kind, r.bare)
-            if self._engine.read(lambda: self._store.client.exists(key)):
+            if self._engine.read(functools.partial(self._engine.execute, "EXISTS", key)):
                 return r.bare
         return (self._resolve(ref))[0]
 
@@ -556,7 +552,8 @@ class Containers(_Repository[Container]):
         if fld is not None:
             ikey = self._keys.index(KIND_CONTAINER, fld)
             try:
-                members = self._engine.read(lambda: self._store.client.zrange(ikey, 0, -1), ikey)
+                members = self._engine.read(functools.partial(self._engine.execute, "ZRANGE", ikey, 0, -1),
+                                                  ikey)
                 ids = [_indexes.member_id(text(m)) for m in members
                        if _filters.member_matches(q, fld, text(m))]
             except CorruptRecordError:  # the index, not a record: read every record instead
@@ -861,7 +858,8 @@ class Store:
     def log_sequence(self) -> int:
         """The sequence number of the newest change-log entry (``Event.seq``; 0 before the first
         commit): how many changes the namespace has logged, trimmed entries included."""
-        raw = self._engine.read(lambda: self.client.get(self.keys.log_seq), self.keys.log_seq)
+        raw = self._engine.read(functools.partial(self._engine.execute, "GET", self.keys.log_seq),
+                                      self.keys.log_seq)
         try:
             return int(raw or 0)
         except ValueError:
@@ -872,20 +870,11 @@ class Store:
         work queue) and return how many were deleted.  For demos, tests and decommissioning:
         it is not atomic (SCAN, then DEL in batches), so a commit running meanwhile may leave
         keys behind; stop every writer first."""
-        def run() -> int:
-            deleted = 0
-            batch: list[Any] = []
-            for key in self.client.scan_iter(match=self.keys.match_all, count=1000):
-                batch.append(key)
-                if len(batch) >= 500:
-                    deleted += int(self.client.delete(*batch))
-                    batch = []
-            if batch:
-                deleted += int(self.client.delete(*batch))
-            return deleted
-
-        count: int = self._engine.read(run)
-        return count
+        keys = self._engine.scan_keys(self.keys.match_all)
+        deleted = 0
+        for i in range(0, len(keys), 500):  # DEL is idempotent: each batch is retried on its own
+            deleted += int(self._engine.read(functools.partial(self._engine.execute, "DEL", *keys[i:i + 500])))
+        return deleted
 
     def view(self) -> View:
         """A local, watch-fed copy of every record of the namespace (see ``View``)."""
@@ -904,7 +893,7 @@ class Store:
 
     def ping(self) -> None:
         """Raise StoreUnavailableError unless Redis answers."""
-        self._engine.read(self.client.ping)
+        self._engine.read(functools.partial(self._engine.execute, "PING"))
 
     # --- snapshot ----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -990,19 +979,14 @@ class Store:
 
     def _wrong_type(self, key: str) -> str:
         """How an index key of the wrong type is described (fetch.lua's words)."""
-        rtype = text(self._engine.read(lambda: self.client.type(key)))
+        rtype = text(self._engine.read(functools.partial(self._engine.execute, "TYPE", key)))
         return f"holds a {rtype}, not a sorted set"
 
     def _scan_ids(self, kind: str) -> list[str]:
         """Every record ID of ``kind``, by SCAN of the record keys (when no index can list them)."""
         prefix = self.keys.record_prefix(kind)
 
-        def scan() -> list[str]:
-            found = {text(k)[len(prefix):] for k in self.client.scan_iter(match=prefix + "*", count=1000)}
-            return sorted(found)
-
-        ids: list[str] = self._engine.read(scan)
-        return ids
+        return sorted({text(k)[len(prefix):] for k in self._engine.scan_keys(prefix + "*")})
 
     def _index_problem(self, key: str, problem: str, warnings: list[str] | None = None) -> None:
         """Log an index problem a read worked around (``statestore.index``) and add it to ``warnings``.
