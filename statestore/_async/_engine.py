@@ -101,6 +101,21 @@ log = logging.getLogger("statestore")
 T = TypeVar("T")
 
 
+async def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]], sent: Callable[[], None] | None = None) -> list[Any]:
+    """Send ``cmds`` in one write on ``conn`` and read every reply, raw; an error reply is
+    returned in its place (a redis-py exception).  ``sent`` is called once the write is out."""
+    await conn.send_packed_command(pack(conn, cmds), check_health=False)
+    if sent is not None:
+        sent()
+    replies: list[Any] = []
+    for _ in cmds:
+        try:
+            replies.append(await conn.read_response())
+        except rex.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 class AsyncTx:
     """The read side of one transaction attempt, on a pinned connection.
 
@@ -122,6 +137,9 @@ class AsyncTx:
         """A new plan for this transaction (it carries the commit id)."""
         return Plan(key=key, expected=expected, commit_id=self.commit_id)
 
+    def _sent(self) -> None:
+        self.watched = True  # the WATCH is out: an attempt that ends without EXEC must UNWATCH
+
     async def read(self, keys: Sequence[str]) -> list[Any]:
         """WATCH ``keys`` and return their values (None when missing), in one round trip."""
         if not keys:
@@ -133,14 +151,7 @@ class AsyncTx:
         cmds: list[tuple[Any, ...]] = [("WATCH", *watch)]
         cmds.extend(("GET", k) for k in gets)
         try:
-            await conn.send_packed_command(pack(conn, cmds), check_health=False)
-            self.watched = True
-            replies: list[Any] = []
-            for _ in cmds:
-                try:
-                    replies.append(await conn.read_response())
-                except rex.ResponseError as exc:
-                    replies.append(exc)
+            replies = await exchange(conn, cmds, self._sent)
         except TRANSIENT_ERRORS as exc:
             raise Unsent(exc) from exc
         for reply in replies:
@@ -290,14 +301,7 @@ class AsyncEngine:
         try:
             async with self._connection() as conn:
                 try:
-                    await conn.send_packed_command(pack(conn, cmds), check_health=False)
-                    replies: list[Any] = []
-                    for _ in cmds:
-                        try:
-                            replies.append(await conn.read_response())
-                        except rex.ResponseError as exc:
-                            replies.append(exc)
-                    return replies
+                    return await exchange(conn, cmds)
                 except TRANSIENT_ERRORS:
                     await conn.disconnect()
                     raise

@@ -102,6 +102,21 @@ log = logging.getLogger("statestore")
 T = TypeVar("T")
 
 
+def exchange(conn: Any, cmds: Sequence[tuple[Any, ...]], sent: Callable[[], None] | None = None) -> list[Any]:
+    """Send ``cmds`` in one write on ``conn`` and read every reply, raw; an error reply is
+    returned in its place (a redis-py exception).  ``sent`` is called once the write is out."""
+    conn.send_packed_command(pack(conn, cmds), check_health=False)
+    if sent is not None:
+        sent()
+    replies: list[Any] = []
+    for _ in cmds:
+        try:
+            replies.append(conn.read_response())
+        except rex.ResponseError as exc:
+            replies.append(exc)
+    return replies
+
+
 class Tx:
     """The read side of one transaction attempt, on a pinned connection.
 
@@ -123,6 +138,9 @@ class Tx:
         """A new plan for this transaction (it carries the commit id)."""
         return Plan(key=key, expected=expected, commit_id=self.commit_id)
 
+    def _sent(self) -> None:
+        self.watched = True  # the WATCH is out: an attempt that ends without EXEC must UNWATCH
+
     def read(self, keys: Sequence[str]) -> list[Any]:
         """WATCH ``keys`` and return their values (None when missing), in one round trip."""
         if not keys:
@@ -134,14 +152,7 @@ class Tx:
         cmds: list[tuple[Any, ...]] = [("WATCH", *watch)]
         cmds.extend(("GET", k) for k in gets)
         try:
-            conn.send_packed_command(pack(conn, cmds), check_health=False)
-            self.watched = True
-            replies: list[Any] = []
-            for _ in cmds:
-                try:
-                    replies.append(conn.read_response())
-                except rex.ResponseError as exc:
-                    replies.append(exc)
+            replies = exchange(conn, cmds, self._sent)
         except TRANSIENT_ERRORS as exc:
             raise Unsent(exc) from exc
         for reply in replies:
@@ -291,14 +302,7 @@ class Engine:
         try:
             with self._connection() as conn:
                 try:
-                    conn.send_packed_command(pack(conn, cmds), check_health=False)
-                    replies: list[Any] = []
-                    for _ in cmds:
-                        try:
-                            replies.append(conn.read_response())
-                        except rex.ResponseError as exc:
-                            replies.append(exc)
-                    return replies
+                    return exchange(conn, cmds)
                 except TRANSIENT_ERRORS:
                     conn.disconnect()
                     raise
