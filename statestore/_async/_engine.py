@@ -290,6 +290,11 @@ class AsyncEngine:
         except Unsent as exc:
             raise exc.cause from None
 
+    async def command(self, *args: Any, key: str | None = None) -> Any:
+        """:meth:`execute` with :meth:`read`'s retries and error translation (``key``: the key
+        it reads, named in the error when that key holds the wrong type)."""
+        return await self.read(functools.partial(self.execute, *args), key)
+
     async def execute_many(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one round trip on one pooled connection (no transaction),
         replies unparsed; an error reply is returned in its place, as a redis-py exception.
@@ -457,7 +462,7 @@ class AsyncEngine:
 
     async def _attempt(self, body: Callable[[AsyncTx], Awaitable[Plan]], fence: Fence | None, state: Attempts) -> Any:
         if not self._apply_loaded:
-            await self.read(functools.partial(self.execute, "SCRIPT", "LOAD", self._apply.source))
+            await self.command("SCRIPT", "LOAD", self._apply.source)
             self._apply_loaded = True
         wait = await self._wait_commands() if self.durability.replicas else []
         async with self._connection() as conn:

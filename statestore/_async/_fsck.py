@@ -3,7 +3,8 @@
 Theory of operation
 -------------------
 1. **Read** (:func:`read_namespace`).  ``SCAN MATCH ss:{ns}:*`` walks the
-   namespace.  Each batch of keys costs two pipelined round trips: the
+   namespace (to the end, then the keys are read in batches).  Each batch
+   of keys costs two pipelined round trips: the
    ``TYPE`` of every key, then the values that matter (``GET`` for strings,
    ``ZRANGE 0 -1 WITHSCORES`` for sorted sets; for other types the type is
    all there is to check).  Writers are not stopped, so on a busy namespace
@@ -140,16 +141,11 @@ async def read_namespace(store: FsckSource) -> Scanned:
         return got
 
     out: Scanned = {}
-    cursor: Any = 0
-    while True:
-        cursor, batch = await engine.read(functools.partial(
-            engine.execute, "SCAN", cursor, "MATCH", pattern, "COUNT", SCAN_COUNT))
-        fresh = [k for k in dict.fromkeys(batch) if text(k) not in out]
-        if fresh:
-            for k, tv in (await read_batch(fresh)).items():
-                out[text(k)] = tv
-        if int(cursor) == 0:
-            return out
+    keys = await engine.scan_keys(pattern, SCAN_COUNT)
+    for i in range(0, len(keys), SCAN_COUNT):
+        for k, tv in (await read_batch(keys[i:i + SCAN_COUNT])).items():
+            out[text(k)] = tv
+    return out
 
 
 class _Repairer:

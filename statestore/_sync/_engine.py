@@ -291,6 +291,11 @@ class Engine:
         except Unsent as exc:
             raise exc.cause from None
 
+    def command(self, *args: Any, key: str | None = None) -> Any:
+        """:meth:`execute` with :meth:`read`'s retries and error translation (``key``: the key
+        it reads, named in the error when that key holds the wrong type)."""
+        return self.read(functools.partial(self.execute, *args), key)
+
     def execute_many(self, cmds: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Several commands in one round trip on one pooled connection (no transaction),
         replies unparsed; an error reply is returned in its place, as a redis-py exception.
@@ -458,7 +463,7 @@ class Engine:
 
     def _attempt(self, body: Callable[[Tx], Plan], fence: Fence | None, state: Attempts) -> Any:
         if not self._apply_loaded:
-            self.read(functools.partial(self.execute, "SCRIPT", "LOAD", self._apply.source))
+            self.command("SCRIPT", "LOAD", self._apply.source)
             self._apply_loaded = True
         wait = self._wait_commands() if self.durability.replicas else []
         with self._connection() as conn:

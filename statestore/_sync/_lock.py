@@ -347,11 +347,11 @@ class LockManager:
             if deadline is not None:
                 wait = min(wait, deadline - now)
             wait = max(0.001, min(wait, self._max_block))
-            engine.read(functools.partial(engine.execute, "BLPOP", wake_key, f"{wait:.3f}"))
+            engine.command("BLPOP", wake_key, f"{wait:.3f}")
 
     def _holder_of(self, cid: str) -> dict[str, Any] | None:
-        engine, key = self.store._engine, self.store.keys.lock(cid)
-        raw = engine.read(functools.partial(engine.execute, "GET", key), key)
+        key = self.store.keys.lock(cid)
+        raw = self.store._engine.command("GET", key, key=key)
         if raw is None:
             return None
         try:
@@ -457,45 +457,46 @@ class LockManager:
         keys = self.store.keys
         engine = self.store._engine
 
-        def collect() -> LockList:
-            lock_keys = engine.scan_keys(keys.lock_prefix + "*")
-            if not lock_keys:
-                return LockList()
-            cmds: list[tuple[Any, ...]] = []
-            for k in lock_keys:
-                cmds += [("GET", k), ("PTTL", k)]
-            replies = engine.execute_many([*cmds, ("TIME",)])
+        def read_all(cmds: list[tuple[Any, ...]]) -> list[Any]:
+            replies = engine.execute_many(cmds)
             for r in replies:
                 if isinstance(r, Exception):
                     raise r  # (a lock key of the wrong type: translated by engine.read)
-            secs, micros = replies[-1]
-            now_ms = int(secs) * 1000 + int(micros) // 1000
-            out = LockList()
-            for i, k in enumerate(lock_keys):
-                raw, pttl = replies[2 * i], replies[2 * i + 1]
-                if raw is None:
-                    out.unreadable += 1  # released between SCAN and GET (or unreadable: counted alike)
-                    continue
-                key = k.decode() if isinstance(k, bytes) else str(k)
-                try:
-                    h = orjson.loads(raw)
-                    info = LockInfo(
-                        container_id=key[len(keys.lock_prefix):], token=int(h["token"]),
-                        replica=str(h.get("replica", "")), host=str(h.get("host", "")),
-                        pid=int(h.get("pid", 0)), acquired_ms=int(h["acquired_ms"]),
-                        age=max(0.0, (now_ms - int(h["acquired_ms"])) / 1000.0),
-                        ttl_left=max(0.0, int(pttl) / 1000.0),
-                        wedged=(now_ms - int(h["acquired_ms"])) / 1000.0 > self.wedged_after,
-                    )
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    log.warning("unreadable lock record at %s", key)
-                    out.unreadable += 1
-                    continue
-                out.append(info)
-            out.sort(key=lambda li: li.acquired_ms)  # (in place: the count stays with it)
-            return out
+            return replies
 
-        return engine.read(collect)
+        lock_keys = engine.scan_keys(keys.lock_prefix + "*")
+        if not lock_keys:
+            return LockList()
+        cmds: list[tuple[Any, ...]] = []
+        for k in lock_keys:
+            cmds += [("GET", k), ("PTTL", k)]
+        replies = engine.read(functools.partial(read_all, [*cmds, ("TIME",)]))
+        secs, micros = replies[-1]
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        out = LockList()
+        for i, k in enumerate(lock_keys):
+            raw, pttl = replies[2 * i], replies[2 * i + 1]
+            if raw is None:
+                out.unreadable += 1  # released between SCAN and GET (or unreadable: counted alike)
+                continue
+            key = k.decode() if isinstance(k, bytes) else str(k)
+            try:
+                h = orjson.loads(raw)
+                info = LockInfo(
+                    container_id=key[len(keys.lock_prefix):], token=int(h["token"]),
+                    replica=str(h.get("replica", "")), host=str(h.get("host", "")),
+                    pid=int(h.get("pid", 0)), acquired_ms=int(h["acquired_ms"]),
+                    age=max(0.0, (now_ms - int(h["acquired_ms"])) / 1000.0),
+                    ttl_left=max(0.0, int(pttl) / 1000.0),
+                    wedged=(now_ms - int(h["acquired_ms"])) / 1000.0 > self.wedged_after,
+                )
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                log.warning("unreadable lock record at %s", key)
+                out.unreadable += 1
+                continue
+            out.append(info)
+        out.sort(key=lambda li: li.acquired_ms)  # (in place: the count stays with it)
+        return out
 
 
 __all__ = ["Lease", "LockManager", "LockInfo", "LockList"]

@@ -94,7 +94,7 @@ class _Repository(Generic[R]):
         if type(ref) is str and len(ref) == _ID_LEN and _FULL_ID.fullmatch(ref):
             # the common case, in one GET: a full ID needs no parsing or script
             key = self._record_prefix + ref
-            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
+            raw = self._engine.command("GET", key, key=key)
             if raw is not None:
                 return self._decode(key, raw)
         rid, raw, rec = self._resolve(ref, decode=True)
@@ -157,7 +157,7 @@ class _Repository(Generic[R]):
             raise AmbiguousReferenceError(self.kind, ref)
         if hits:
             key = self._record_prefix + hits[0]
-            raw = self._engine.read(functools.partial(self._engine.execute, "GET", key), key)
+            raw = self._engine.command("GET", key, key=key)
             if raw is not None:
                 return hits[0], raw, self._decode(key, raw) if decode else None
         raise NotFoundError(self.kind, ref)
@@ -167,7 +167,7 @@ class _Repository(Generic[R]):
         r = parse_reference(ref, self.kind)
         if r.full_id:
             key = self._keys.record(self.kind, r.bare)
-            if self._engine.read(functools.partial(self._engine.execute, "EXISTS", key)):
+            if self._engine.command("EXISTS", key):
                 return r.bare
         return (self._resolve(ref))[0]
 
@@ -275,7 +275,7 @@ class _Repository(Generic[R]):
             if exc.actual is not None:
                 raise
             try:
-                raw = self._engine.read(functools.partial(self._engine.execute, "GET", exc.key), exc.key)
+                raw = self._engine.command("GET", exc.key, key=exc.key)
                 kind = KIND_CONTAINER if exc.key.startswith(self._keys.record_prefix(KIND_CONTAINER)) \
                     else KIND_EXEC
                 actual = None if raw is None else _codec.decode_document(kind, exc.key, raw, self._max)[
@@ -552,8 +552,7 @@ class Containers(_Repository[Container]):
         if fld is not None:
             ikey = self._keys.index(KIND_CONTAINER, fld)
             try:
-                members = self._engine.read(functools.partial(self._engine.execute, "ZRANGE", ikey, 0, -1),
-                                                  ikey)
+                members = self._engine.command("ZRANGE", ikey, 0, -1, key=ikey)
                 ids = [_indexes.member_id(text(m)) for m in members
                        if _filters.member_matches(q, fld, text(m))]
             except CorruptRecordError:  # the index, not a record: read every record instead
@@ -858,8 +857,7 @@ class Store:
     def log_sequence(self) -> int:
         """The sequence number of the newest change-log entry (``Event.seq``; 0 before the first
         commit): how many changes the namespace has logged, trimmed entries included."""
-        raw = self._engine.read(functools.partial(self._engine.execute, "GET", self.keys.log_seq),
-                                      self.keys.log_seq)
+        raw = self._engine.command("GET", self.keys.log_seq, key=self.keys.log_seq)
         try:
             return int(raw or 0)
         except ValueError:
@@ -873,7 +871,7 @@ class Store:
         keys = self._engine.scan_keys(self.keys.match_all)
         deleted = 0
         for i in range(0, len(keys), 500):  # DEL is idempotent: each batch is retried on its own
-            deleted += int(self._engine.read(functools.partial(self._engine.execute, "DEL", *keys[i:i + 500])))
+            deleted += int(self._engine.command("DEL", *keys[i:i + 500]))
         return deleted
 
     def view(self) -> View:
@@ -893,7 +891,7 @@ class Store:
 
     def ping(self) -> None:
         """Raise StoreUnavailableError unless Redis answers."""
-        self._engine.read(functools.partial(self._engine.execute, "PING"))
+        self._engine.command("PING")
 
     # --- snapshot ----------------------------------------------------------------------
     def snapshot(self) -> Snapshot:
@@ -979,7 +977,7 @@ class Store:
 
     def _wrong_type(self, key: str) -> str:
         """How an index key of the wrong type is described (fetch.lua's words)."""
-        rtype = text(self._engine.read(functools.partial(self._engine.execute, "TYPE", key)))
+        rtype = text(self._engine.command("TYPE", key))
         return f"holds a {rtype}, not a sorted set"
 
     def _scan_ids(self, kind: str) -> list[str]:
