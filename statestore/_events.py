@@ -62,6 +62,9 @@ class Event:
     raw: bytes = b""     # the record's stored JSON, as logged
     #: the name and labels before an update that changed them (the entry's ``prev``), else None
     previous: tuple[str, dict[str, str]] | None = None
+    #: what the commit did, as Docker event actions (the entry's ``action``: ``start``,
+    #: ``kill=15,die,stop``...), "" when the writer named none
+    action: str = ""
 
     @property
     def labels(self) -> dict[str, str]:

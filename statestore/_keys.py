@@ -26,6 +26,7 @@ Layout (documented for operators in docs/schema.md)::
     ss:{ns}:lockwait:<id> string   set while someone waits for the lock (short TTL)
     ss:{ns}:lockseq       string   fencing-token counter (INCR; never reset)
     ss:{ns}:lockfence:<id> string  token of the lock's current owner (changes only on acquire)
+    ss:{ns}:logs:<id>     stream   a container's output (stdout/stderr lines; capped, deleted with it)
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ _UNSAFE_RE: Final = re.compile(r"[{}*?\[\]:\s\\\x00-\x1f\x7f]")
 # Container index fields (sorted sets).  See _indexes for the member formats.
 CONTAINER_INDEX_FIELDS: Final = ("id", "name", "status", "label", "image", "network")
 EXEC_INDEX_FIELDS: Final = ("id", "container")
+
+#: the category (``parse``) of the per-container key families: action locks and output logs
+LOCK_CATEGORIES: Final = ("lock", "lockwake", "lockwait", "lockfence")
+LOGS_CATEGORY: Final = "logs"
 
 KIND_CONTAINER: Final = "container"
 KIND_EXEC: Final = "exec"
@@ -183,6 +188,15 @@ class KeySchema:
     def lock_seq(self) -> str:
         return f"{self.base}lockseq"
 
+    # container output logs ------------------------------------------------------
+    @property
+    def logs_prefix(self) -> str:
+        return f"{self.base}{LOGS_CATEGORY}:"
+
+    def logs(self, container_id: str) -> str:
+        """A container's output log: a stream of stdout/stderr lines (``_async/_logs``)."""
+        return self.logs_prefix + _safe(container_id)
+
     # scanning --------------------------------------------------------------------
     @property
     def match_all(self) -> str:
@@ -190,7 +204,12 @@ class KeySchema:
         return f"{PREFIX}:{{{self.namespace}}}:*"
 
     def parse(self, key: str) -> tuple[str, str] | None:
-        """Split a key of this namespace into (category, rest), or None if foreign."""
+        """Split a key of this namespace into (category, rest), or None if foreign.
+
+        ``c:<id>`` -> ``("c", id)``, ``idx:c:status`` -> ``("idx", "c:status")``, ``log`` ->
+        ``("log", "")``, ``logs:<id>`` -> (``LOGS_CATEGORY``, id), ``lockfence:<id>`` ->
+        ``("lockfence", id)`` (the lock families are ``LOCK_CATEGORIES``).
+        """
         if not key.startswith(self.base):
             return None
         rest = key[len(self.base) :]

@@ -18,6 +18,7 @@ docs/schema.md and docs/events.md.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -25,14 +26,17 @@ from typing import Any, Final, Protocol
 import orjson
 
 from . import _codec
-from ._errors import CommitIndeterminateError
+from ._errors import CommitIndeterminateError, InvalidArgumentError
 from ._keys import KIND_CONTAINER, KeySchema
 from ._model import META, Container, ExecConfig
 from ._state import derive_status
 
 #: a change-log entry's fields, in the order they are written (``seq`` by apply.lua;
 #: ``prev`` only on an update that changed a container's name or labels)
-ENTRY_FIELDS: Final = ("seq", "type", "kind", "id", "name", "container", "version", "status", "prev", "record")
+ENTRY_FIELDS: Final = ("seq", "type", "kind", "id", "name", "container", "version", "status", "prev", "action",
+                       "record")
+#: what an ``action`` may hold: Docker event actions (``kill=15,die,stop``), see ``with_action``
+_ACTION_RE: Final = re.compile(r"[a-z][a-z_]*(=[0-9A-Za-z_.-]{1,32})?(,[a-z][a-z_]*(=[0-9A-Za-z_.-]{1,32})?){0,7}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,38 @@ class EventOp:
 
 
 Op = tuple[Any, ...] | EventOp
+
+
+def check_action(action: object) -> str:
+    """``action`` as given when it is a valid action text, else InvalidArgumentError.
+
+    An action names what a commit did, as Docker event actions (``start``,
+    ``pause``, ``kill=15,die,stop``...): up to 8 comma-separated words, each
+    optionally with one ``=value`` attribute (a signal number, an exit code).
+    """
+    if not isinstance(action, str) or len(action) > 256 or not _ACTION_RE.fullmatch(action):
+        raise InvalidArgumentError(
+            f"invalid action {action!r}: expected words like 'start' or 'kill=15,die,stop' "
+            "(lower case, comma-separated, at most 8)")
+    return action
+
+
+def with_action(op: EventOp, action: str) -> EventOp:
+    """``op`` with the ``action`` its commit performed: the entry's ``action`` field (before
+    ``record``) and the notification's ``"action"`` member."""
+    *fields, rec_name, rec_value = op.fields
+    return EventOp(op.log, op.seq_key, op.maxlen, op.channel,
+                   op.head + b'"action":' + orjson.dumps(action) + b",",
+                   (*fields, "action", action, rec_name, rec_value))
+
+
+def tag(commands: list[Op], channel: str, action: str | None) -> None:
+    """Give the event published on ``channel`` (one record's) its ``action``, in place."""
+    if not action:
+        return
+    for i, op in enumerate(commands):
+        if isinstance(op, EventOp) and op.channel == channel:
+            commands[i] = with_action(op, action)
 
 
 def encode(commands: Iterable[Op]) -> tuple[list[str], list[Any]]:
@@ -157,4 +193,5 @@ def replay_outcome(kind: str, max_bytes: int, lost: LostPlan, raw: bytes | None)
     return NOT_APPLIED
 
 
-__all__ = ["ENTRY_FIELDS", "NOT_APPLIED", "EventOp", "LostPlan", "Op", "encode", "event", "replay_outcome"]
+__all__ = ["ENTRY_FIELDS", "NOT_APPLIED", "EventOp", "LostPlan", "Op", "check_action", "encode", "event",
+           "replay_outcome", "tag", "with_action"]

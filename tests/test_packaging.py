@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REQ = ROOT / "requirements"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # the runtime dependencies whose lowest allowed versions the minimum-versions run tests
-BOUNDED = {"redis", "orjson", "tenacity", "sortedcontainers", "fakeredis"}
+BOUNDED = {"redis", "orjson", "tenacity", "sortedcontainers", "fakeredis", "aiohttp", "docker"}
 
 
 def pins(path: Path) -> dict[str, tuple[Version, Marker | None]]:

@@ -3,9 +3,12 @@ change events.  The integration tests (commits, watch, events) check the same la
 
 from __future__ import annotations
 
-import orjson
+from typing import Any
 
-from statestore import Container, ExecConfig
+import orjson
+import pytest
+
+from statestore import Container, ExecConfig, InvalidArgumentError
 from statestore._keys import KeySchema
 from statestore._protocol import ENTRY_FIELDS, EventOp, encode, event
 
@@ -30,7 +33,7 @@ def test_an_event_carries_the_entry_fields_and_a_payload_head() -> None:
     ev = event(KEYS, 50, "create", "container", c._d, None)
     assert isinstance(ev, EventOp)
     fields = dict(zip(ev.fields[::2], ev.fields[1::2], strict=True))
-    assert list(fields) == [f for f in ENTRY_FIELDS if f not in ("seq", "prev")]
+    assert list(fields) == [f for f in ENTRY_FIELDS if f not in ("seq", "prev", "action")]
     assert fields["record"] == orjson.dumps(c._d) and fields["status"] == "created" and fields["name"] == "web"
     head = orjson.loads(ev.head[:-1] + b"}")  # apply.lua appends "seq" and "revision" after the comma
     assert ev.head.endswith(b",") and head["labels"] == {"app": "shop"} and head["namespace"] == "proto"
@@ -89,3 +92,24 @@ def test_the_replay_decision_tells_applied_not_applied_and_unknowable() -> None:
     delete = _Lost(key, None, 3, "abc-3")
     assert decide(delete, None) == ("deleted", [])  # gone: the delete was applied
     assert decide(delete, _stored(c, 3, "x")) is NOT_APPLIED
+
+
+def test_an_action_goes_into_the_entry_before_the_record_and_into_the_payload() -> None:
+    from statestore._protocol import check_action, tag
+
+    c = Container.new("nginx", name="web")
+    ev = event(KEYS, 50, "update", "container", c._d, b"{}")
+    other = event(KEYS, 50, "update", "container", Container.new("nginx", name="db")._d, b"{}")
+    commands: list[Any] = [("SET", "k", b"v"), ev, other]
+    tag(commands, KEYS.channel("container", c.id), "kill=15,die,stop")
+    tagged = commands[1]
+    assert commands[2] is other and commands[0] == ("SET", "k", b"v")
+    assert tagged.fields[-4:] == ("action", "kill=15,die,stop", "record", b"{}")
+    assert list(tagged.fields[::2]) == [f for f in ENTRY_FIELDS if f not in ("seq", "prev")]
+    assert orjson.loads(tagged.head[:-1] + b"}")["action"] == "kill=15,die,stop"
+    tag(commands, KEYS.channel("container", c.id), None)  # no action: nothing changes
+    assert commands[1] is tagged
+    for bad in ("", "Start", "start,", "kill=", "a b", "x=" + "1" * 33, ",".join(["a"] * 9), 7, None):
+        with pytest.raises(InvalidArgumentError):
+            check_action(bad)
+    assert check_action("exec_start") == "exec_start"

@@ -315,7 +315,9 @@ def test_every_commit_appends_one_log_entry_per_changed_record(store: Store, cli
 
     entries = log_entries(client, store)
     # the rename also carries prev, the name and labels before it (docs/schema.md)
-    assert [set(f) - {k.decode() for k in LOG_FIELDS} for _, f in entries] == [set()] * 4 + [{"prev"}] + [set()] * 3
+    assert [set(f) - {k.decode() for k in LOG_FIELDS} for _, f in entries] == (
+        [set()] * 4 + [{"prev", "action"}] + [set()] * 3)
+    assert entries[4][1]["action"] == b"rename"  # rename() names its action (docs/events.md)
     assert all({k.decode() for k in LOG_FIELDS} <= set(f) for _, f in entries)
     assert orjson.loads(entries[4][1]["prev"]) == {"name": "web", "labels": {"app": "web"}}
     summary = [(f["type"], f["kind"], f["version"], f["status"], f["name"]) for _, f in entries]
@@ -532,3 +534,24 @@ def test_close_releases_every_connection_the_store_opened(redis_proc: RedisProce
     while mine() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert mine() == 0
+
+
+def test_an_update_or_commit_carries_its_action_into_the_log_and_the_watch(store: Store, client: redis.Redis) -> None:
+    c = store.containers.create(new("web"))
+    with store.watch(since=c.revision) as w:
+        store.containers.update("web", start, action="start")
+        fresh = store.containers.get("web")
+        fresh.state.set_stopped(137)
+        store.containers.commit(fresh, action="kill=9,die")
+        store.containers.update("web", lambda x: x.labels.update(a="b"))  # no action
+        events = [next(w) for _ in range(3)]
+    assert [e.action for e in events] == ["start", "kill=9,die", ""]
+    entries = log_entries(client, store)
+    assert [f.get("action") for _, f in entries] == [None, b"start", b"kill=9,die", None]
+    assert list(entries[1][1])[-2:] == ["action", "record"]
+    before = dump_namespace(client, store.namespace)
+    with pytest.raises(InvalidArgumentError):
+        store.containers.update("web", start, action="Start Now")
+    with pytest.raises(InvalidArgumentError):
+        store.containers.commit(store.containers.get("web"), action="")
+    assert dump_namespace(client, store.namespace) == before

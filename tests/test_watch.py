@@ -331,6 +331,8 @@ def test_a_plain_redis_pubsub_consumer_gets_the_documented_payload_for_every_com
             "name": f[b"name"].decode(), "container": f[b"container"].decode(), "version": int(f[b"version"]),
             "status": f[b"status"].decode(), "seq": int(f[b"seq"]), "revision": rid.decode(),
         }
+        if b"action" in f:  # a commit that names what it did (rename does)
+            payload["action"] = f[b"action"].decode()
         if kind == "container":
             payload["image"] = record["Config"]["Image"]
             payload["labels"] = record["Config"]["Labels"] or {}

@@ -173,7 +173,9 @@ def tour(store: Store) -> None:
     section("5. rename: the old name is freed in the same commit")
     db = containers.rename("db", "database")
     show("rename db -> database:", repr(db))
-    show("get('db'):", expect(NotFoundError, lambda: containers.get("db")))
+    # '/db' asks for the name only: a bare 'db' could also match another
+    # container's ID prefix (Docker's lookup order), as 'dbb26c...' would.
+    show("get('/db'):", expect(NotFoundError, lambda: containers.get("/db")))
     check(containers.get("database").id == db.id, "the new name resolves")
 
     section("6. list, docker ps style (newest first)")

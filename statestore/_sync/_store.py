@@ -201,16 +201,20 @@ class _Repository(Generic[R]):
         return rev, recs, corrupt
 
     # --- writes ----------------------------------------------------------------------
-    def commit(self, record: R, *, lease: Lease | None = None) -> R:
+    def commit(self, record: R, *, lease: Lease | None = None, action: str | None = None) -> R:
         """Compare-and-set: write ``record`` if the stored version is still ``record.version``.
 
         Returns the committed copy (version + 1).  Raises ConflictError when
         someone committed since ``record`` was read (never retried blindly),
         NotFoundError when the record is gone, LockLostError when ``lease``
         no longer holds the container's lock (nothing is written then).
+        ``action`` names what the commit did, as Docker event actions
+        (``start``, ``kill=15,die,stop``); the change log carries it (docs/events.md).
         """
         if not isinstance(record, _Record) or record.KIND != self.kind:
             raise InvalidArgumentError(f"commit() takes a {self.kind} record")
+        if action is not None:
+            _protocol.check_action(action)
         _validate(record)
         key = self._keys.record(self.kind, record.id)
         expected = record.version
@@ -227,20 +231,24 @@ class _Repository(Generic[R]):
             self._check_lease_target(lease, current)
             if current.version != expected:
                 raise ConflictError(key, expected, current.version)
-            return self._plan_update(tx, current, snapshot_of_caller)
+            return self._tagged(self._plan_update(tx, current, snapshot_of_caller), record.id, action)
 
         result: R = self._transact(body, _fence(lease))
         return result
 
-    def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None) -> R:
+    def update(self, ref: str, fn: Callable[[R], R | None], *, lease: Lease | None = None,
+                     action: str | None = None) -> R:
         """Read the record, apply ``fn`` to a fresh copy, commit it atomically.
 
         ``fn`` mutates its argument (or returns a replacement).  On a commit
         conflict the whole read-modify-write is retried with backoff, so ``fn``
         may run more than once and must not have side effects.  Raises
         ConflictError when the retries run out, and whatever ``fn`` raises
-        (nothing is written then).
+        (nothing is written then).  ``action``: as for ``commit``.
         """
+        if action is not None:
+            _protocol.check_action(action)
+
         def make_body(rid: str) -> Callable[[Tx], Plan]:
             key = self._keys.record(self.kind, rid)
 
@@ -260,7 +268,7 @@ class _Repository(Generic[R]):
                 _validate(new)
                 if new.version != current.version:
                     raise InvalidArgumentError("the update function must not change the version")
-                return self._plan_update(tx, current, new)
+                return self._tagged(self._plan_update(tx, current, new), rid, action)
 
             return body
 
@@ -284,6 +292,11 @@ class _Repository(Generic[R]):
                 raise exc from None
             raise ConflictError(exc.key, exc.expected, actual, exc.attempts,
                                 "the record kept changing" if actual is not None else "the record is gone") from None
+
+    def _tagged(self, plan: Plan, rid: str, action: str | None) -> Plan:
+        """``plan`` with ``action`` on the change event of record ``rid``."""
+        _protocol.tag(plan.commands, self._keys.channel(self.kind, rid), action)
+        return plan
 
     def _check_lease_target(self, lease: Lease | None, current: R) -> None:
         if lease is not None:
@@ -484,7 +497,7 @@ class Containers(_Repository[Container]):
                     "Renaming a container with the same name as its current name")
             c.name = bare
 
-        return self.update(ref, change, lease=lease)
+        return self.update(ref, change, lease=lease, action="rename")
 
     def delete(self, ref: str, *, lease: Lease | None = None) -> Container:
         """Remove the container, its name, its index entries and its execs in one commit.

@@ -428,7 +428,7 @@ class Watch(Iterator[Event]):
             text(f.get(b"container")) or (rid if kind == KIND_CONTAINER else
                                            (record.container_id if isinstance(record, ExecConfig) else "")),
             version, text(f.get(b"status")), entry_id, seq if seq is not None else -1,
-            record, raw, previous,
+            record, raw, previous, text(f.get(b"action")) if b"action" in f else "",
         )
 
     def _wanted(self, ev: Event) -> bool:
