@@ -16,7 +16,15 @@ import orjson
 from . import _codec, _indexes
 from ._edge import Plan, text
 from ._errors import CorruptRecordError, SchemaVersionError, StateStoreError
-from ._keys import CONTAINER_INDEX_FIELDS, EXEC_INDEX_FIELDS, KIND_CONTAINER, KIND_EXEC, KeySchema
+from ._keys import (
+    CONTAINER_INDEX_FIELDS,
+    EXEC_INDEX_FIELDS,
+    KIND_CONTAINER,
+    KIND_EXEC,
+    LOCK_CATEGORIES,
+    LOGS_CATEGORY,
+    KeySchema,
+)
 from ._model import ID_RE, Container, ExecConfig, _Record, normalize_name
 
 ERROR: Final = "error"
@@ -29,7 +37,7 @@ _REREAD_TRIES: Final = 3
 
 _KIND_OF_TAG: Final = {"c": KIND_CONTAINER, "x": KIND_EXEC}
 _FIELDS: Final = {KIND_CONTAINER: CONTAINER_INDEX_FIELDS, KIND_EXEC: EXEC_INDEX_FIELDS}
-_LOCK_CATEGORIES: Final = ("lock", "lockwake", "lockwait", "lockfence")
+_LOCK_CATEGORIES: Final = LOCK_CATEGORIES
 
 # Problem codes, in the order of docs/schema.md's invariants.
 CODES: Final = {
@@ -54,6 +62,8 @@ CODES: Final = {
     "log-wrongtype": "a change log that is not a stream",
     "logseq-wrongtype": "a change-log sequence counter that is not a string",
     "logseq-invalid": "a change-log sequence counter that is not an integer",
+    "logs-orphan": "a container output log whose container does not exist",
+    "logs-wrongtype": "a container output log that is not a stream",
     "lock-unreadable": "a lock key whose value is not a lock holder record",
     "orphan-key": "a key the schema does not define",
 }
@@ -207,6 +217,14 @@ class _NameTask(_Task):
 
 
 @dataclass
+class _LogsTask(_Task):
+    """Delete the output log of a container that does not exist."""
+
+    key: str = ""
+    rid: str = ""
+
+
+@dataclass
 class _RebuildTask(_Task):
     """Replace an index key of the wrong type with the members of every record."""
 
@@ -289,6 +307,7 @@ class _Checker:
         self.unreadable: dict[str, dict[str, str]] = {KIND_CONTAINER: {}, KIND_EXEC: {}}  # id -> Redis type
         self.names: dict[str, tuple[str, Any]] = {}
         self.indexes: dict[tuple[str, str], tuple[str, Any]] = {}
+        self.logs: dict[str, tuple[str, str]] = {}  # container id -> (key, Redis type)
         self.record_tasks: dict[tuple[str, str], _RecordTask] = {}
         self.ownerless: dict[tuple[str, str | None], _OwnerlessTask] = {}
         self.other_tasks: list[_Task] = []
@@ -314,6 +333,7 @@ class _Checker:
         self.check_names()
         self.check_indexes()
         self.check_execs()
+        self.check_logs()
         self.problems.sort(key=lambda p: (p.severity != ERROR, p.key, p.code))  # errors first
         tasks: list[_Task] = [t for t in self.other_tasks if isinstance(t, _RebuildTask)]
         tasks += [t for t in self.record_tasks.values() if t.problems]
@@ -357,6 +377,8 @@ class _Checker:
         elif cat in _LOCK_CATEGORIES and ID_RE.fullmatch(rest):
             if cat == "lock":
                 self.lock(key, rtype, value)
+        elif cat == LOGS_CATEGORY and ID_RE.fullmatch(rest):
+            self.logs[rest] = (key, rtype)
         else:
             self.orphan(key, rtype)
 
@@ -572,6 +594,20 @@ class _Checker:
             if kind == KIND_CONTAINER and task.execids_fix:
                 task.exec_candidates = set(pointing.get(cid, ()))
                 task.unreadable_execs = set(unreadable_x)
+
+    # --- invariant 8: output logs ------------------------------------------------------------------
+    def check_logs(self) -> None:
+        for cid, (key, rtype) in sorted(self.logs.items()):
+            if cid not in self.records[KIND_CONTAINER] and cid not in self.unreadable[KIND_CONTAINER]:
+                what = "" if rtype == "stream" else f" (it holds a {rtype}, not a stream)"
+                task = _LogsTask(key=key, rid=cid)
+                task.attach(self.problem("logs-orphan", key, f"the output log of container {cid}, which does "
+                                         f"not exist{what}", severity=WARNING, record=self.keys.container(cid)))
+                self.other_tasks.append(task)
+            elif rtype != "stream":
+                self.problem("logs-wrongtype", key, f"the output log of container {cid} holds a {rtype}, not a "
+                             "stream; appending to it fails until it is fixed",
+                             record=self.keys.container(cid), action=f"{self.cli} TYPE {_quote(key)}")
 
 
 # --- repairing ------------------------------------------------------------------------------------

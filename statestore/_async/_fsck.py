@@ -24,7 +24,7 @@ Theory of operation
    repair task: one per record (its name key, its index members, its
    ``ExecIDs``), one per missing record that index members still point at,
    one per dangling name key with no container of that name, one per index
-   key of the wrong type.
+   key of the wrong type, one per output log whose container is missing.
 3. **Repair** (:func:`repair`).  Each task is one commit-engine transaction:
    it WATCHes and re-reads the record (and the name key, the name's holder,
    the execs involved), recomputes the fix from what it read, and applies it
@@ -32,7 +32,8 @@ Theory of operation
    concurrent commit makes it run again and a fix never rests on a stale
    scan.  A fix that changes a record (its ``ExecIDs``) bumps the version and
    logs a change event like any commit; name and index fixes leave records
-   as they are.  Nothing deletes a record's data: corrupt records, records of
+   as they are.  An output log is deleted only while its container's record
+   (watched) is still missing.  Nothing deletes a record's data: corrupt records, records of
    a newer schema, wrong-type keys other than indexes, and keys the schema
    does not define are reported with the redis-cli command to look at them.
 
@@ -62,6 +63,7 @@ from .._fsckcheck import (
     FsckReport,
     Scanned,
     _finish,
+    _LogsTask,
     _NameTask,
     _OwnerlessTask,
     _RebuildTask,
@@ -164,6 +166,8 @@ class _Repairer:
             return functools.partial(self.ownerless, task)
         if isinstance(task, _NameTask):
             return functools.partial(self.name, task)
+        if isinstance(task, _LogsTask):
+            return functools.partial(self.orphan_logs, task)
         assert isinstance(task, _RebuildTask)
         return [functools.partial(self.drop_index, task), functools.partial(self.rebuild, task)]
 
@@ -256,6 +260,15 @@ class _Repairer:
             if hraw is not None and self.decode(KIND_CONTAINER, h, hraw).name == task.name:
                 return _finish(plan)  # holds its container now
         plan.add("DEL", task.key)
+        return _finish(plan)
+
+    async def orphan_logs(self, task: _LogsTask, tx: AsyncTx) -> Plan:
+        """Delete a container's output log unless the container exists (again): its record is
+        watched, so a create of that ID before the EXEC makes the repair run again."""
+        plan = Plan(key=task.key)
+        (raw,) = await tx.read([self.keys.container(task.rid)])
+        if raw is None:
+            plan.add("DEL", task.key)
         return _finish(plan)
 
     async def drop_index(self, task: _RebuildTask, tx: AsyncTx) -> Plan:

@@ -44,6 +44,7 @@ from ._clients import UserClient, client_for_url, close_client, is_cluster, name
 from ._engine import AsyncEngine, AsyncScript, AsyncTx, own_client
 from ._fsck import run_fsck
 from ._lock import AsyncLease, AsyncLockManager
+from ._logs import AsyncLogs
 from ._view import AsyncView
 from ._watch import AsyncWatch
 
@@ -536,6 +537,7 @@ class AsyncContainers(_Repository[Container]):
                     self._write(plan, KIND_EXEC, xdoc, None)
                 self._write(plan, KIND_CONTAINER, current._d, None)
                 plan.add("DEL", keys.lock_fence(cid))
+                plan.add("DEL", keys.logs(cid))  # the container's output goes with it
                 plan.finish = lambda revs: _with_revision(current, revs)
                 return plan
 
@@ -752,6 +754,8 @@ class AsyncStore:
         self._fetch_script = AsyncScript(read_lua("fetch.lua"))
         self.containers = AsyncContainers(self)
         self.execs = AsyncExecs(self)
+        #: each container's output, a capped stream (docker logs; see ``AsyncLogs``)
+        self.logs = AsyncLogs(self)
         self._locks = AsyncLockManager(self, replica_id, wedged_after)
 
     @property
@@ -875,6 +879,13 @@ class AsyncStore:
             return int(raw or 0)
         except ValueError:
             raise CorruptRecordError(self.keys.log_seq, "is not an integer counter (the change-log sequence)") from None
+
+    async def log_revision(self) -> str:
+        """The revision of the newest change-log entry ("0-0" before the first commit), in one
+        read: a View that has applied it reflects every commit made before this call
+        (``await view.wait_for(await store.log_revision())``: a consistent read from memory)."""
+        last = await self._engine.command("XREVRANGE", self.keys.log, "+", "-", "COUNT", 1, key=self.keys.log)
+        return text(last[0][0]) if last else "0-0"
 
     async def delete_namespace(self) -> int:
         """Delete every key of this store's namespace (records, indexes, change log, locks, the

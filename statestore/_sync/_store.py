@@ -44,6 +44,7 @@ from ._clients import UserClient, client_for_url, close_client, is_cluster, name
 from ._engine import Engine, Script, Tx, own_client
 from ._fsck import run_fsck
 from ._lock import Lease, LockManager
+from ._logs import Logs
 from ._view import View
 from ._watch import Watch
 
@@ -536,6 +537,7 @@ class Containers(_Repository[Container]):
                     self._write(plan, KIND_EXEC, xdoc, None)
                 self._write(plan, KIND_CONTAINER, current._d, None)
                 plan.add("DEL", keys.lock_fence(cid))
+                plan.add("DEL", keys.logs(cid))  # the container's output goes with it
                 plan.finish = lambda revs: _with_revision(current, revs)
                 return plan
 
@@ -752,6 +754,8 @@ class Store:
         self._fetch_script = Script(read_lua("fetch.lua"))
         self.containers = Containers(self)
         self.execs = Execs(self)
+        #: each container's output, a capped stream (docker logs; see ``Logs``)
+        self.logs = Logs(self)
         self._locks = LockManager(self, replica_id, wedged_after)
 
     @property
@@ -875,6 +879,13 @@ class Store:
             return int(raw or 0)
         except ValueError:
             raise CorruptRecordError(self.keys.log_seq, "is not an integer counter (the change-log sequence)") from None
+
+    def log_revision(self) -> str:
+        """The revision of the newest change-log entry ("0-0" before the first commit), in one
+        read: a View that has applied it reflects every commit made before this call
+        (``view.wait_for(store.log_revision())``: a consistent read from memory)."""
+        last = self._engine.command("XREVRANGE", self.keys.log, "+", "-", "COUNT", 1, key=self.keys.log)
+        return text(last[0][0]) if last else "0-0"
 
     def delete_namespace(self) -> int:
         """Delete every key of this store's namespace (records, indexes, change log, locks, the

@@ -11,9 +11,11 @@ import sys
 from types import FrameType
 
 from .. import (
+    InvalidArgumentError,
     StateStoreError,
     Store,
 )
+from .apithread import ApiThread, api_options
 from .replica import Options, Replica
 from .runtime import Runtime
 
@@ -79,6 +81,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="actions performed at once (default: %(default)s)")
     p.add_argument("--hang", action="append", default=[], metavar="REF",
                    help="the runtime hangs (until shutdown) for this container: name, ID or ID prefix")
+    p.add_argument("--hang-stop", action="append", default=[], metavar="REF",
+                   help="the runtime hangs (until shutdown) when stopping or killing this container")
     p.add_argument("--fail", action="append", default=[], metavar="REF",
                    help="the runtime fails every call for this container")
     p.add_argument("--latency-ms", type=parse_latency, default=(5.0, 50.0), metavar="MIN:MAX",
@@ -96,6 +100,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replicas that must acknowledge a commit with --durability replicated (default 1)")
     p.add_argument("--durability-timeout", type=_positive, default=1.0, metavar="S",
                    help="how long a replicated commit waits for acknowledgements (default 1 s)")
+    p.add_argument("--listen", action="append", default=[], metavar="URL",
+                   help="serve the Docker Engine API on tcp://HOST:PORT or unix:///PATH (repeatable); plain TCP "
+                        "only on a loopback address unless TLS is on (docs/engine-api.md)")
+    p.add_argument("--tls", action="store_true", help="serve the Engine API over TLS (--tlscert, --tlskey)")
+    p.add_argument("--tlsverify", action="store_true",
+                   help="TLS, and require client certificates signed by --tlscacert")
+    p.add_argument("--tlscacert", metavar="FILE", help="the CA that signs client certificates")
+    p.add_argument("--tlscert", metavar="FILE", help="the server's TLS certificate")
+    p.add_argument("--tlskey", metavar="FILE", help="the server's TLS key")
     p.add_argument("-v", "--verbose", action="store_true", help="log every action")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)  # the demo's: exit with it
 
@@ -137,7 +150,12 @@ def run(args: argparse.Namespace) -> int:
                          "expired before its work is taken over)\n")
         return EXIT_USAGE
     url = getattr(args, "redis_url", None) or os.environ.get("STATESTORE_REDIS_URL") or DEFAULT_URL
-    runtime = Runtime(args.latency_ms, args.hang, args.fail)
+    try:
+        api = api_options(args, opts)
+    except InvalidArgumentError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        return EXIT_USAGE
+    runtime = Runtime(args.latency_ms, args.hang, args.fail, hang_stop=args.hang_stop)
     try:
         store = Store.from_url(url, namespace=args.namespace, replica_id=replica_id,
                                durability=args.durability, replicas=args.replicas,
@@ -148,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.ping()
         replica = Replica(store, opts, runtime)
+        server = None
+        if api.listeners:
+            server = ApiThread(url, args, api, runtime)
+            failure = server.begin()
+            if failure is not None:
+                sys.stderr.write(f"Error: the Engine API could not start: {failure}\n")
+                return 1
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             replica.stop(signal.Signals(signum).name)
@@ -156,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             return replica.serve()
         finally:
+            if server is not None:
+                server.end()
             for s, h in old.items():
                 signal.signal(s, h)
     except StateStoreError as exc:

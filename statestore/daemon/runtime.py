@@ -47,14 +47,16 @@ class Runtime:
     """A simulated container runtime.  Its live state is in memory, never in the record.
 
     Every call sleeps a random latency.  A call for a container named in
-    ``hang`` blocks until the replica shuts down; one named in ``fail`` fails.
+    ``hang`` blocks until the replica shuts down (one in ``hang_stop`` only when it is
+    stopped or killed); one named in ``fail`` fails.
     A work item's ``hang``/``fail`` arguments do the same for that one call.
     """
 
     def __init__(self, latency_ms: tuple[float, float] = (5.0, 50.0), hang: Iterable[str] = (),
-                 fail: Iterable[str] = (), rng: random.Random | None = None) -> None:
+                 fail: Iterable[str] = (), rng: random.Random | None = None, hang_stop: Iterable[str] = ()) -> None:
         self.latency_ms = latency_ms
         self.hang_refs = tuple(hang)
+        self.hang_stop_refs = tuple(hang_stop)
         self.fail_refs = tuple(fail)
         self.processes: dict[str, Process] = {}
         self.hanging: dict[str, tuple[str, float]] = {}
@@ -75,7 +77,7 @@ class Runtime:
         if args.get("fail") or self.matches(self.fail_refs, c):
             raise RuntimeFailure(f"runtime: {op} of {c.name} failed (simulated)")
         hang = args.get("hang")
-        forever = self.matches(self.hang_refs, c)
+        forever = self.matches(self.hang_refs, c) or (op in ("stop", "kill") and self.matches(self.hang_stop_refs, c))
         if forever or (isinstance(hang, int | float) and hang > 0):
             seconds = None if forever else float(hang)  # type: ignore[arg-type]
             log.warning("runtime: %s of %s (%s) hangs %s, holding its lock", op, c.name, c.id[:12],
