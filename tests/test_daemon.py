@@ -302,3 +302,17 @@ def test_a_hung_container_stops_neither_other_replicas_nor_queries(replicas: Rep
     assert b.wait(15) == 0
     assert item not in {r.item for r in daemon.read_results(store)}
     assert replicas.pending() == 1
+
+
+def test_queue_actions_log_the_docker_event_actions_they_performed(replicas: Replicas) -> None:
+    replicas.start("r1")
+    (cid,) = replicas.create("acted", start=True)
+    for action, args in [("pause", {}), ("unpause", {}), ("rename", {"name": "acted2"}), ("stop", {}),
+                         ("restart", {}), ("kill", {}), ("remove", {})]:
+        res = replicas.wait([replicas.submit(action, cid, **args)])
+        assert all(r.ok for r in res.values()), res
+    with replicas.store.watch(since="0-0", ids=[cid], until=replicas.store.snapshot().revision) as w:
+        actions = [(e.type, e.action) for e in w]
+    assert actions == [("create", ""), ("update", "start"), ("update", "pause"), ("update", "unpause"),
+                       ("update", "rename"), ("update", "kill=15,die,stop"), ("update", "start,restart"),
+                       ("update", "kill=9,die"), ("update", ""), ("delete", "")]

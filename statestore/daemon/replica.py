@@ -297,13 +297,14 @@ class Replica:
             return handler(item, lease, tally)
 
     def _commit(self, cid: str, lease: Lease, fn: Callable[[Container], Any], tally: Tally,
-                count: bool = True) -> Container:
+                count: bool = True, action: str | None = None) -> Container:
+        """A fenced update; ``action``: the Docker event actions it stands for (docker events)."""
         def change(c: Container) -> None:
             fn(c)
             if count:
                 c.labels[COUNTER_LABEL] = str(counter(c) + 1)
 
-        return self.store.containers.update(cid, tally.wrap(change), lease=lease)
+        return self.store.containers.update(cid, tally.wrap(change), lease=lease, action=action)
 
     @staticmethod
     def _check(c: Container, fn: Callable[[Container], Any]) -> None:
@@ -330,7 +331,8 @@ class Replica:
         self._check(c, lambda x: x.state.set_running(pid=1))
         pid = self.runtime.start(c, item.args)
         try:
-            return self._done(self._commit(c.id, lease, lambda x: x.state.set_running(pid=pid), tally))
+            return self._done(self._commit(c.id, lease, lambda x: x.state.set_running(pid=pid), tally,
+                                           action="start"))
         except BaseException:
             self.runtime.forget(c.id)
             raise
@@ -339,7 +341,8 @@ class Replica:
         c = self.store.containers.get(item.container)
         self._check(c, lambda x: x.state.set_stopped(0))
         code = self.runtime.stop(c, item.args, sig)
-        return self._done(self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally))
+        words = "kill=9,die" if sig == "SIGKILL" else "kill=15,die,stop"
+        return self._done(self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally, action=words))
 
     def _do_stop(self, item: WorkItem, lease: Lease, tally: Tally) -> tuple[str, int]:
         return self._stop(item, lease, tally, "SIGTERM")
@@ -352,26 +355,29 @@ class Replica:
         status = c.status
         if status == "running":
             code = self.runtime.stop(c, item.args)
-            self._commit(c.id, lease, lambda x: x.state.set_restarting(code), tally, count=False)
+            self._commit(c.id, lease, lambda x: x.state.set_restarting(code), tally, count=False,
+                         action="kill=15,die,stop")
         elif status == "paused":
             code = self.runtime.stop(c, item.args)
-            self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally, count=False)
+            self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally, count=False,
+                         action="kill=15,die,stop")
         else:  # created, exited, restarting start directly; anything else is refused here
             self._check(c, lambda x: x.state.set_running(pid=1))
         pid = self.runtime.start(c, {})  # the restart timer fired
-        return self._done(self._commit(c.id, lease, lambda x: x.state.set_running(pid=pid), tally))
+        return self._done(self._commit(c.id, lease, lambda x: x.state.set_running(pid=pid), tally,
+                                       action="start,restart"))
 
     def _do_pause(self, item: WorkItem, lease: Lease, tally: Tally) -> tuple[str, int]:
         c = self.store.containers.get(item.container)
         self._check(c, lambda x: x.state.set_paused())
         self.runtime.pause(c, item.args, True)
-        return self._done(self._commit(c.id, lease, lambda x: x.state.set_paused(), tally))
+        return self._done(self._commit(c.id, lease, lambda x: x.state.set_paused(), tally, action="pause"))
 
     def _do_unpause(self, item: WorkItem, lease: Lease, tally: Tally) -> tuple[str, int]:
         c = self.store.containers.get(item.container)
         self._check(c, lambda x: x.state.set_unpaused())
         self.runtime.pause(c, item.args, False)
-        return self._done(self._commit(c.id, lease, lambda x: x.state.set_unpaused(), tally))
+        return self._done(self._commit(c.id, lease, lambda x: x.state.set_unpaused(), tally, action="unpause"))
 
     def _do_rename(self, item: WorkItem, lease: Lease, tally: Tally) -> tuple[str, int]:
         new = str(item.args.get("name") or "")
@@ -380,7 +386,7 @@ class Replica:
             raise ActionError(f"container {c.name} already has that name")
         self._check(c, lambda x: setattr(x, "name", new))  # InvalidArgumentError for a bad name
         self.runtime.rename(c, item.args)
-        return self._done(self._commit(c.id, lease, lambda x: setattr(x, "name", new), tally))
+        return self._done(self._commit(c.id, lease, lambda x: setattr(x, "name", new), tally, action="rename"))
 
     def _do_remove(self, item: WorkItem, lease: Lease, tally: Tally) -> tuple[str, int]:
         c = self.store.containers.get(item.container)
@@ -389,7 +395,8 @@ class Replica:
                 raise ActionError(f"cannot remove container /{c.name}: container is {c.status}: stop the "
                                   "container before removing or force remove")
             code = self.runtime.stop(c, item.args, "SIGKILL")
-            self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally, count=False)
+            self._commit(c.id, lease, lambda x: x.state.set_stopped(code), tally, count=False,
+                         action="kill=9,die")
 
         def mark(x: Container) -> None:
             if not x.state.removal_in_progress:
@@ -406,9 +413,9 @@ class Replica:
         c = self.store.containers.get(item.container)
         x = self.store.execs.create(ExecConfig.new(c.id, [str(a) for a in cmd]), lease=lease)
         pid = self.runtime.exec(c, item.args)
-        self.store.execs.update(x.id, tally.wrap(lambda e: e.set_running(pid)), lease=lease)
+        self.store.execs.update(x.id, tally.wrap(lambda e: e.set_running(pid)), lease=lease, action="exec_start")
         code = self.runtime.wait_exec(c)
-        self.store.execs.update(x.id, tally.wrap(lambda e: e.set_exited(code)), lease=lease)
+        self.store.execs.update(x.id, tally.wrap(lambda e: e.set_exited(code)), lease=lease, action="exec_die")
         return self._done(self._commit(c.id, lease, lambda _: None, tally))
 
     # --- health probes ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 import random
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from .. import (
 )
 from .. import daemon as _daemon
 from ..workqueue import WorkQueue
+from .apiprobe import ApiProbe
 from .processes import Helper, _child_env
 from .settings import IMAGES, STUCK_NAME, Settings
 
@@ -113,6 +115,9 @@ class Demo:
         self.tty = out.isatty()
         self.early_exits: list[str] = []
         self.t0 = time.monotonic()
+        self.api_ports: list[int] = []
+        self.probe: ApiProbe | None = None
+        self.hang_window = (0.0, 0.0)  # monotonic times: the hung stop was sent, its result came
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -130,12 +135,16 @@ class Demo:
         watcher = Helper("watcher", ["--url", self.url, "--namespace", self.namespace,
                                      "--parent-pid", str(os.getpid())], self._log("watcher"))
         self.helpers.append(watcher)
+        if s.api:
+            self.api_ports = [s.api_port + i for i in range(s.replicas)] if s.api_port else _ports(s.replicas)
         for i in range(1, s.replicas + 1):
             rid = f"r{i}"
             cmd = [*base, "daemon", "--replica-id", rid, "--lock-ttl", str(s.lock_ttl),
                    "--lock-timeout", str(s.lock_timeout), "--max-inflight", str(s.max_inflight),
                    "--latency-ms", s.latency, "--health-interval", str(s.health_interval),
                    "--drain-timeout", str(max(5.0, s.hang_for + 2)), "--parent-pid", str(os.getpid())]
+            if self.api_ports:
+                cmd.append(f"--listen=tcp://127.0.0.1:{self.api_ports[i - 1]}")
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=self._log(rid), env=_child_env())
             self.replicas.append((rid, proc))
@@ -158,6 +167,13 @@ class Demo:
             if time.monotonic() > deadline:
                 raise RuntimeError("the replicas did not start within 30 s")
             time.sleep(0.05)
+        if self.api_ports:
+            self.probe = ApiProbe(self.api_ports, stuck.id)  # started once the container exists
+            hosts = [f"tcp://127.0.0.1:{p}" for p in self.api_ports]
+            self.say("each replica serves the Docker Engine API; while the demo runs, try:")
+            self.say(f"  docker -H {hosts[0]} ps")
+            self.say(f"  docker -H {hosts[-1]} inspect {STUCK_NAME}")
+            self.say(f"  docker -H {hosts[len(hosts) // 2]} events --filter container={STUCK_NAME}")
 
     def _tail(self, name: str, n: int = 5) -> str:
         try:
@@ -257,6 +273,7 @@ class Demo:
         t = self.tracked.get(r.container)
         if r.item == self.hang_item:
             st.hang_result = r
+            self.hang_window = (self.hang_window[0], time.monotonic())
         if r.item in self.blocked_items:
             st.stuck_blocked.append(r)
         if r.ok:
@@ -305,11 +322,14 @@ class Demo:
                 self._on_result(r)
             # the hung container's script
             if phase == "start-stuck" and stuck.status == "created":
+                if self.probe is not None:
+                    self.probe.start()
                 self._submit(stuck, "start")
                 phase = "wait-hang"
             elif phase == "wait-hang" and stuck.status == "running" and now >= self.t0 + s.hang_at:
                 self.hang_item = self._submit(stuck, "stop", hang=s.hang_for)
                 hang_sent_at = now
+                self.hang_window = (now, float("inf"))
                 phase = "hanging"
             elif phase == "hanging" and now >= hang_sent_at + min(0.3, s.hang_for / 4):
                 for action in ("exec", "pause"):  # these wait for its lock, and give up
@@ -386,6 +406,8 @@ class Demo:
         self.say(f"started: watcher, {', '.join(r for r, _ in self.replicas)} "
                  f"(python -m statestore daemon), querier")
         self.drive()
+        if self.probe is not None:
+            self.probe.stop()
         codes = self.stop_replicas()
         final_rev = self.store.snapshot().revision
         seq1 = self.store.log_sequence()
@@ -479,7 +501,26 @@ class Demo:
                 f"meanwhile, max {locked['max']:.1f} ms (limit {limit * 1000:.0f} ms)"
                 + (f", {errors} failed" if errors else "")
                 + f"; {timed_out} of {len(st.stuck_blocked)} actions behind it timed out after {s.lock_timeout:g} s"))
+        if self.probe is not None:
+            checks.append(self._api_check())
         return checks
+
+    def _api_check(self) -> Check:
+        """Every Engine API read answered, and none waited for the hung stop (as the store's reads)."""
+        assert self.probe is not None
+        every = self.probe.stats()
+        during = self.probe.stats(*self.hang_window)
+        limit = self.s.hang_for / 2 * 1000
+        if not every["n"] or every["failed"]:
+            why = "; ".join(self.probe.errors) or "no request was answered"
+            return Check("Engine API", False, f"{every['failed']} of {every['n']} reads failed: {why}")
+        if not during["n"]:
+            return Check("Engine API", False, "no API read ran during the hang")
+        ok = during["max"] < limit
+        return Check("Engine API", ok,
+                     f"{during['n']} ps/inspect reads through {len(self.api_ports)} replicas during the hang, "
+                     f"p99 {during['p99']:.1f} ms (target < 100 ms), max {during['max']:.1f} ms "
+                     f"(limit {limit:.0f} ms)")
 
     def report(self, checks: list[Check], q: dict[str, Any], w: dict[str, Any]) -> None:
         st = self.state
@@ -513,6 +554,12 @@ class Demo:
                 rows.append([label, str(d["n"]), f"{d['p50']:.2f} ms", f"{d['p99']:.2f} ms", f"{d['max']:.1f} ms"])
             else:
                 rows.append([label, "0", "-", "-", "-"])
+        if self.probe is not None:
+            for label, window in (("Engine API: docker ps / inspect, every replica", (0.0, float("inf"))),
+                                  ("  ... while the hung stop held its lock", self.hang_window)):
+                d = self.probe.stats(*window)
+                rows.append([label, str(d["n"]), f"{d['p50']:.2f} ms" if "p50" in d else "-",
+                             f"{d['p99']:.2f} ms" if "p99" in d else "-", f"{d['max']:.1f} ms" if "max" in d else "-"])
         _table(rows, self.out, right=range(1, 5))
         self.say("\nchecks:")
         width = max(len(c.name) for c in checks)
@@ -535,6 +582,24 @@ class Demo:
                 if "hangs" in line or "returned after" in line or "took over" in line or "error" in line.lower():
                     out.append(line)
         return out[:8]
+
+
+def _ports(n: int, first: int = 2375) -> list[int]:
+    """Ports for ``n`` Engine APIs: dockerd's 2375 and the next ones when all are free (easy to type),
+    else any free ports."""
+    def free(port: int) -> int | None:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+            return int(sock.getsockname()[1])
+
+    wanted = [free(first + i) for i in range(n)]
+    if all(p is not None for p in wanted):
+        return [p for p in wanted if p is not None]
+    return [p for p in (free(0) for _ in range(n)) if p is not None]
 
 
 def _table(rows: Sequence[Sequence[str]], out: IO[str], right: Sequence[int] | range = ()) -> None:

@@ -29,6 +29,8 @@ class Settings:
     latency: str = "5:50"
     health_interval: float = 1.0
     keep_logs: bool = False
+    api: bool = True
+    api_port: int = 0  # the first replica's Engine API port (0: free ports)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -37,14 +39,26 @@ class Settings:
             duration = args.duration if args.duration_given else 4.0
             return cls(replicas=args.replicas, containers=containers, duration=duration,
                        hang_at=min(1.0, duration / 4), hang_for=1.5, lock_ttl=1.5, lock_timeout=0.6,
-                       health_interval=0.5, keep_logs=args.keep_logs)
+                       health_interval=0.5, keep_logs=args.keep_logs, api=not args.no_api,
+                       api_port=args.api_port)
         duration = args.duration
         return cls(replicas=args.replicas, containers=args.containers, duration=duration,
                    hang_at=duration / 4, hang_for=max(1.5, round(duration * 0.3, 1)), lock_ttl=3.0,
-                   lock_timeout=min(2.0, max(0.5, duration * 0.1)), keep_logs=args.keep_logs)
+                   lock_timeout=min(2.0, max(0.5, duration * 0.1)), keep_logs=args.keep_logs,
+                   api=not args.no_api, api_port=args.api_port)
 
 
 _count = _daemon.positive_int  # the same argument rule as the replicas
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port, not {text!r}") from None
+    if not 1 <= v <= 65000:
+        raise argparse.ArgumentTypeError(f"expected a TCP port in 1..65000, not {text!r}")
+    return v
 
 
 def _seconds(text: str) -> float:
@@ -83,4 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="without --redis-url: auto (a Redis on localhost:6379, else redis-server, else "
                         "fakeredis), or force an embedded redis-server or fakeredis")
     p.add_argument("--keep-logs", action="store_true", help="keep the replicas' logs (kept anyway on failure)")
+    p.add_argument("--api-port", type=_port, default=0, metavar="PORT",
+                   help="serve the Engine API of replica i on 127.0.0.1:PORT+i-1 (default: free ports)")
+    p.add_argument("--no-api", action="store_true", help="replicas serve no Engine API")
     p.set_defaults(containers_given=False, duration_given=False)
