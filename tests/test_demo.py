@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,12 +37,16 @@ def test_the_short_demo_holds_its_invariants(backend: str, says: str) -> None:
     assert says in text
     assert "all invariants hold" in text
     for check in ("lost updates", "work items answered", "events in order", "locks left behind",
-                  "replicas exited cleanly", "fsck", "hung container"):
+                  "replicas exited cleanly", "fsck", "hung container", "Engine API"):
         assert any(line.strip().startswith(f"OK   {check}") for line in text.splitlines()), check
     assert "OK   lost updates             0 (" in text
     for replica in ("r1", "r2", "r3"):
         assert any(line.split()[:1] == [replica] for line in text.splitlines()), replica
     assert "... while its lock was held" in text
+    assert "... while the hung stop held its lock" in text
+    # the commands it suggests are typed against replicas that answered the Engine API during the run
+    hosts = re.findall(r"docker -H (tcp://127\.0\.0\.1:\d+) ", text)
+    assert len(hosts) == 3 and len(set(hosts)) == 3, text
     assert "Traceback" not in out.stderr
 
 
