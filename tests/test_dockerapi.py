@@ -173,3 +173,11 @@ def test_event_filters() -> None:
     assert pick({"label": ["team=blue"]}) == pick({}) and pick({"label": ["team=red"]}) == []
     assert pick({"type": ["network"]}) == [] and pick({"scope": ["local"]}) == pick({})
     raises(400, d.event_filter, {"bogus": ["x"]})
+
+
+def test_prune_until_reads_durations_times_and_unix_seconds() -> None:
+    now = datetime(2026, 12, 6, 12, 0, 0, tzinfo=UTC)
+    assert d.prune_until("1h", now) == int(now.timestamp() - 3600) * 10**9
+    assert d.prune_until("1733300000", now) == 1733300000 * 10**9
+    assert d.prune_until("2026-12-06T11:00:00Z", now) == int(now.timestamp() - 3600) * 10**9
+    raises(400, d.prune_until, "soon", now)

@@ -251,3 +251,39 @@ def test_the_unix_socket_is_0660_and_plain_tcp_off_loopback_is_refused(api: ApiR
                           "daemon", "--replica-id=x", "--listen=http://127.0.0.1:1"],
                          capture_output=True, text=True, timeout=30, env=env)
     assert res.returncode == 125 and "expected tcp://HOST:PORT or unix:///PATH" in res.stderr
+
+
+def test_a_create_through_one_replica_is_at_once_visible_through_the_other(api: ApiReplicas) -> None:
+    """Consistent reads: an inspect that starts after a create returned finds it, on any replica."""
+    a, b = api.bases  # type: ignore[attr-defined]
+    for i in range(40):
+        req = urllib.request.Request(f"{a}/v1.50/containers/create?name=cr{i}", method="POST",
+                                     data=b'{"Image":"busybox"}', headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            cid = json.loads(r.read())["Id"]
+        assert get_json(b, f"/containers/cr{i}/json")["Id"] == cid  # never a 404
+        listed = get_json(b, '/containers/json?all=1&filters={"name":["^cr' + str(i) + '$"]}')
+        assert [c["Id"] for c in listed] == [cid]
+    res = api.docker(0, "container", "prune", "-f", "--filter", "until=1h")  # none is an hour old
+    assert res.returncode == 0
+    api.docker(1, "rm", *[f"cr{i}" for i in range(40)])
+
+
+def test_logs_follow_what_another_replica_does_and_end_with_the_container(api: ApiReplicas) -> None:
+    api.docker(0, "run", "-d", "--name", "chatty", "busybox")
+    follower = subprocess.Popen([api.docker_bin, "--config", str(api.config), "-H", api.hosts[0], "logs", "-f",
+                                 "-t", "chatty"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        api.docker(1, "restart", "chatty")
+        api.docker(1, "rm", "-f", "chatty")
+        out, err = follower.communicate(timeout=15)  # ends by itself once the container is gone
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+            follower.communicate(timeout=10)
+    assert follower.returncode == 0, err
+    texts = [ln.split(" ", 1)[1] for ln in out.splitlines()]
+    assert [t.rsplit(" ", 1)[0] for t in texts] == ["chatty: started, pid", "chatty: restarted, pid"], out
+    assert all(ln[:4].isdigit() and "T" in ln.split(" ", 1)[0] for ln in out.splitlines())  # -t: RFC 3339
+    assert "received signal 15" in err and "received signal 9" in err

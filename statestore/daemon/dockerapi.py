@@ -34,6 +34,7 @@ from .. import (
     StoreUnavailableError,
 )
 from ..cli._format import command_raw, parse_time, status_text
+from ..cli._times import parse_time_arg
 
 API_VERSION: Final = "1.50"
 MIN_API_VERSION: Final = "1.24"
@@ -149,6 +150,15 @@ def event_time(text: str, name: str) -> int:
     sec, _, frac = t.partition(".")
     ns = int(sec) * 10**9
     return ns + (int(frac.ljust(9, "0")) if frac else 0) * (-1 if sec.startswith("-") else 1)
+
+
+def prune_until(text: str, now: datetime) -> int:
+    """A prune ``until`` filter as moby's ``timetypes.GetTimestamp`` reads it: a duration before now
+    (``1h``), RFC 3339 (or its shorter forms), or unix seconds; nanoseconds."""
+    try:
+        return parse_time_arg(text, now)
+    except InvalidArgumentError as exc:
+        raise bad_request(f"invalid value for until: {exc}") from None
 
 
 def image_id(image: str) -> str:
@@ -376,4 +386,5 @@ def now() -> datetime:
 
 __all__ = ["API_VERSION", "MIN_API_VERSION", "ApiError", "actions_of", "bad_request", "boolean", "check_name",
            "check_version", "event_filter", "event_messages", "event_time", "exec_inspect", "filters",
-           "from_store_error", "image_id", "inspect", "integer", "now", "ports", "signal_number", "summary"]
+           "from_store_error", "image_id", "inspect", "integer", "now", "ports", "prune_until", "signal_number",
+           "summary"]

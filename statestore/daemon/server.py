@@ -503,7 +503,7 @@ class EngineAPI:
             raise d.bad_request(f"invalid filter '{sorted(unknown)[0]}'")
         labels = filt.get("label")
         candidates = await self.store.containers.list({"label": labels} if labels else None, all=True)
-        until_ns = d.event_time(filt["until"][0], "until") if "until" in filt else None
+        until_ns = d.prune_until(filt["until"][0], d.now()) if "until" in filt else None
         deleted: list[str] = []
         for c in candidates:
             if c.state.running or c.status == "removing":
