@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -41,8 +42,12 @@ def human_duration(seconds: float) -> str:
     return f"{h // 24 // 365} years"
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 time as Docker writes it (nanoseconds allowed); None for the zero time."""
+    """An RFC 3339 time as Docker writes it (nanoseconds allowed); None for the zero time.
+
+    Cached: a record's times rarely change, and the Engine API words every container of a
+    ``docker ps`` on each call (strptime was half of that)."""
     if not text or text.startswith("0001-01-01"):
         return None
     base, _, rest = text.partition(".")
