@@ -31,6 +31,7 @@ from ._events import Event, parse_revision
 from ._filters import parse_filter_args
 from ._fsckcheck import FsckReport, Problem
 from ._lockinfo import LockInfo, LockList
+from ._loglines import LogLine
 from ._model import (
     Config,
     Container,
@@ -43,6 +44,7 @@ from ._model import (
 )
 from ._results import RecordList, Snapshot
 from ._sync._lock import Lease
+from ._sync._logs import Logs
 from ._sync._store import Containers, Execs, Store
 from ._sync._view import View
 from ._sync._watch import Watch
@@ -59,6 +61,8 @@ __all__ = [
     "Lease",
     "LockInfo",
     "LockList",
+    "Logs",
+    "LogLine",
     "Watch",
     "Event",
     "View",

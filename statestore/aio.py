@@ -43,6 +43,7 @@ from . import (
     LockList,
     LockLostError,
     LockTimeoutError,
+    LogLine,
     LogRegressionError,
     NameInUseError,
     NotFoundError,
@@ -57,6 +58,7 @@ from . import (
     parse_revision,
 )
 from ._async._lock import AsyncLease as Lease
+from ._async._logs import AsyncLogs as Logs
 from ._async._store import AsyncContainers as Containers
 from ._async._store import AsyncExecs as Execs
 from ._async._store import AsyncStore as Store
@@ -69,9 +71,11 @@ __all__ = [
     "Containers",
     "Execs",
     "Lease",
+    "Logs",
     "Watch",
     "View",
     # shared with statestore
+    "LogLine",
     "Snapshot",
     "RecordList",
     "LockInfo",
