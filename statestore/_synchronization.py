@@ -55,17 +55,34 @@ def uncancelled(value: _T, undo: Callable[[_T], None]) -> _T:
     return value
 
 
-async def async_settled_reply(conn: Any, undo: Callable[[Any], Awaitable[None]]) -> Any:
+def async_cancel_requests() -> int:
+    """How many cancellations of the running task are pending (``Task.cancelling()``; 0
+    outside a task).  Read before a send, it tells :func:`async_settled_reply` whether the
+    send swallowed one.  (``cancel_requests``, the sync form: always 0.)"""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def cancel_requests() -> int:
+    return 0
+
+
+async def async_settled_reply(conn: Any, undo: Callable[[Any], Awaitable[None]], pending: int = 0) -> Any:
     """The reply to the command just sent on ``conn`` (a redis-py connection); if the caller
     is cancelled while it waits, the reply is still read (one round trip bounds the wait,
     whatever further cancellations come), handed to ``undo`` (shielded), and the
     cancellation re-raised.  What :func:`async_uncancelled` does, for the common case of
     one reply, with no task unless a cancellation comes.
 
-    The send before it needs no such care: a small command on a pooled connection goes to the
-    socket without suspending, so a cancellation during the send comes before anything was
-    written.  (``settled_reply``, the sync form, just reads.)"""
+    A cancellation that came during the send counts too: redis-py sends through
+    ``asyncio.wait_for`` when the connection has a socket timeout, and on Python 3.11
+    ``wait_for`` swallows a cancellation that arrives as the send completes (fixed in 3.12).
+    ``pending`` is :func:`async_cancel_requests` from before the send: more requests now
+    mean the caller was cancelled while the command went out, so it is settled as above.
+    (``settled_reply``, the sync form, just reads.)"""
     try:
+        if async_cancel_requests() > pending:
+            raise asyncio.CancelledError  # swallowed during the send: the command is out, settle it
         # not disconnecting on a cancellation keeps the reply readable (redis-py's
         # parser resumes an interrupted read, as its pub/sub timeouts do)
         return await conn.read_response(disconnect_on_error=False)
@@ -76,7 +93,7 @@ async def async_settled_reply(conn: Any, undo: Callable[[Any], Awaitable[None]])
         raise
 
 
-def settled_reply(conn: Any, undo: Callable[[Any], None]) -> Any:
+def settled_reply(conn: Any, undo: Callable[[Any], None], pending: int = 0) -> Any:
     """:func:`async_settled_reply` for the sync face: a blocking read is not interrupted."""
     return conn.read_response()
 

@@ -244,6 +244,24 @@ def test_lock_acquisitions_cancelled_at_random_points_leave_no_lock(redis_proc: 
     assert outcomes["cancelled"] > 0, outcomes
 
 
+def test_a_cancellation_during_the_acquire_send_is_not_swallowed(redis_proc: RedisProcess, namespace: str) -> None:
+    """Cancelled one loop turn after it started, an acquisition is in redis-py's send (through
+    ``asyncio.wait_for``, which on Python 3.11 swallows a cancellation that arrives as the send
+    completes): the caller must still see the cancellation, and no lock is left."""
+    async def main() -> None:
+        async with _store(redis_proc, namespace) as store:
+            c = await store.containers.create(Container.new("busybox", name="send-cancel"))
+            for _ in range(20):
+                task = asyncio.create_task(store.lock(c.id, ttl=60))
+                await asyncio.sleep(0)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                assert await store.locks() == []
+
+    asyncio.run(main())
+
+
 def test_lock_acquisitions_cancelled_after_each_loop_step_leave_no_lock(
         redis_proc: RedisProcess, namespace: str) -> None:
     """The same, cancelling after 0, 1, 2, ... turns of the event loop: every suspension point

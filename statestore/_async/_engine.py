@@ -93,7 +93,7 @@ from .._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from .._synchronization import async_settled_reply, async_sleep
+from .._synchronization import async_cancel_requests, async_settled_reply, async_sleep
 from ._clients import derive_client, no_retries
 
 log = logging.getLogger("statestore")
@@ -280,9 +280,10 @@ class AsyncEngine:
         try:
             async with self._connection() as conn:
                 try:
+                    pending = async_cancel_requests()
                     await conn.send_packed_command(pack(conn, [args]), check_health=False)
                     if undo is not None:
-                        return await async_settled_reply(conn, undo)
+                        return await async_settled_reply(conn, undo, pending)
                     return await conn.read_response()
                 except TRANSIENT_ERRORS:
                     await conn.disconnect()

@@ -94,7 +94,7 @@ from .._errors import (
     StateStoreError,
     StoreUnavailableError,
 )
-from .._synchronization import settled_reply, sleep
+from .._synchronization import cancel_requests, settled_reply, sleep
 from ._clients import derive_client, no_retries
 
 log = logging.getLogger("statestore")
@@ -281,9 +281,10 @@ class Engine:
         try:
             with self._connection() as conn:
                 try:
+                    pending = cancel_requests()
                     conn.send_packed_command(pack(conn, [args]), check_health=False)
                     if undo is not None:
-                        return settled_reply(conn, undo)
+                        return settled_reply(conn, undo, pending)
                     return conn.read_response()
                 except TRANSIENT_ERRORS:
                     conn.disconnect()
