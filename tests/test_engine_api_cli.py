@@ -287,3 +287,28 @@ def test_logs_follow_what_another_replica_does_and_end_with_the_container(api: A
     assert [t.rsplit(" ", 1)[0] for t in texts] == ["chatty: started, pid", "chatty: restarted, pid"], out
     assert all(ln[:4].isdigit() and "T" in ln.split(" ", 1)[0] for ln in out.splitlines())  # -t: RFC 3339
     assert "received signal 15" in err and "received signal 9" in err
+
+
+def test_sigterm_ends_streams_cleanly_and_interrupts_a_hung_action(redis_proc: RedisProcess, tmp_path: Path) -> None:
+    """A replica told to stop while an API action hangs in the runtime exits (exit 0): its streams end
+    as dockerd's do, and the hung action is interrupted after --drain-timeout (503, nothing committed)."""
+    r = ApiReplicas(redis_proc.url, f"api-term-{os.getpid()}", tmp_path)
+    try:
+        r.start("--hang-stop=stuck", "--drain-timeout=1")
+        r.docker(0, "run", "-d", "--name", "stuck", "busybox")
+        argv = [r.docker_bin, "--config", str(r.config), "-H", r.hosts[0]]
+        stopper = subprocess.Popen([*argv, "stop", "stuck"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        events = subprocess.Popen([*argv, "events", "--format", "{{.Action}}"], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert stopper.poll() is None and events.poll() is None
+        r.procs[0].terminate()
+        assert r.procs[0].wait(30) == 0, r.log(0)  # before the fix it never exited
+        out, err = stopper.communicate(timeout=10)
+        assert stopper.returncode == 1 and "interrupted by shutdown" in err, err
+        out, err = events.communicate(timeout=10)
+        assert events.returncode == 0, err  # the stream ended, it did not break
+        assert "interrupting Engine API actions still running after 1s" in r.log(0)
+    finally:
+        r.close()

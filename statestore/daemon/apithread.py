@@ -55,14 +55,25 @@ class ApiThread:
             return f"not listening after {timeout:g}s"
         return self._failure
 
-    def end(self, timeout: float = 10.0) -> None:
+    def request_stop(self) -> None:
+        """Stop listening and end the streams (events, logs -f, wait); safe from a signal handler."""
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(stopping.set)
             except RuntimeError:  # the loop ended meanwhile
                 pass
-        self._thread.join(timeout)
+
+    def end(self, drain_timeout: float = 10.0, timeout: float = 15.0) -> None:
+        """Stop, give the actions in flight ``drain_timeout`` seconds, then interrupt the runtime
+        calls that still hang (their actions end with 503, nothing committed, locks released)."""
+        self.request_stop()
+        self._thread.join(drain_timeout)
+        if self._thread.is_alive():
+            log.warning("interrupting Engine API actions still running after %gs (hung runtime calls)",
+                        drain_timeout)
+            self.runtime.interrupt.set()
+            self._thread.join(timeout)
 
     def _main(self) -> None:
         try:

@@ -176,13 +176,15 @@ def run(args: argparse.Namespace) -> int:
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             replica.stop(signal.Signals(signum).name)
+            if server is not None:
+                server.request_stop()  # both drain at once
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
             return replica.serve()
         finally:
             if server is not None:
-                server.end()
+                server.end(opts.drain_timeout)
             for s, h in old.items():
                 signal.signal(s, h)
     except StateStoreError as exc:

@@ -165,6 +165,9 @@ class EngineAPI:
         self.view: View | None = None
         self._pool = ThreadPoolExecutor(max_workers=opts.threads, thread_name_prefix="api-runtime")
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: handlers that stream until their client leaves (events, logs -f, wait): ended at shutdown
+        self._streams: set[asyncio.Task[Any]] = set()
+        self._closing = False  # streams cancelled at shutdown end their responses cleanly
         self.app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         self.app.on_response_prepare.append(self._headers)
         self._routes()
@@ -257,6 +260,13 @@ class EngineAPI:
             await self.store.logs.append(c.id, stream, line + "\n", maxlen=self.opts.log_maxlen)
         except StateStoreError as exc:
             log.warning("could not record output of %s: %s", c.id[:12], exc)
+
+    def _stream(self) -> None:
+        """The running handler streams until its client leaves: end it at shutdown."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+            task.add_done_callback(self._streams.discard)
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task = asyncio.ensure_future(coro)
@@ -538,6 +548,7 @@ class EngineAPI:
             c = await self.store.containers.get(request.match_info["ref"])
         resp = web.StreamResponse(status=200, headers={"Content-Type": _JSON})
         await resp.prepare(request)  # headers at once: the client knows the wait began
+        self._stream()
         code = c.state.exit_code
         if cond == "not-running" and not c.state.running:
             return await _finish(resp, {"StatusCode": code, "Error": None})
@@ -653,22 +664,27 @@ class EngineAPI:
                 lines = more
                 await send(lines)
         if follow and (until is None or until > d.now().timestamp()):
+            self._stream()
             if lines:
                 after = lines[-1].id
             else:
                 last = await logs.read(c.id, tail=1)
                 after = last[-1].id if last else "0-0"
-            while True:
-                batch = await logs.follow(c.id, after, block=1.0)
-                if batch:
-                    after = batch[-1].id
-                    if until is not None:
-                        batch = [b for b in batch if b.time_ns <= until * 1e9]
-                    await send(batch)
-                if until is not None and d.now().timestamp() > until:
-                    break
-                if not batch and not await self._exists(c.id):
-                    break  # the container is gone: docker logs -f ends
+            try:
+                while True:
+                    batch = await logs.follow(c.id, after, block=1.0)
+                    if batch:
+                        after = batch[-1].id
+                        if until is not None:
+                            batch = [b for b in batch if b.time_ns <= until * 1e9]
+                        await send(batch)
+                    if until is not None and d.now().timestamp() > until:
+                        break
+                    if not batch and not await self._exists(c.id):
+                        break  # the container is gone: docker logs -f ends
+            except asyncio.CancelledError:
+                if not self._closing:
+                    raise  # the client left
         await resp.write_eof()
         return resp
 
@@ -693,6 +709,7 @@ class EngineAPI:
             start = "0-0"
         resp = web.StreamResponse(status=200, headers={"Content-Type": _JSON})
         await resp.prepare(request)
+        self._stream()
         names: dict[str, Container] = {}
 
         def container_of(cid: str) -> Container | None:
@@ -723,6 +740,9 @@ class EngineAPI:
                     watch = self._events_watch(exc.first_available, until)
         except ConnectionResetError:
             pass
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise  # the client left
         finally:
             await watch.aclose()
         await resp.write_eof()
@@ -756,6 +776,9 @@ class EngineAPI:
                 ready(bound)
             await stopping.wait()
         finally:
+            self._closing = True
+            for task in list(self._streams):
+                task.cancel()  # events and logs -f end cleanly, as when dockerd stops
             await runner.cleanup()
             for task in list(self._tasks):
                 task.cancel()
