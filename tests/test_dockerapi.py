@@ -107,6 +107,10 @@ def test_a_summary_is_what_docker_ps_reads() -> None:
     assert s["Ports"] == [{"PrivatePort": 443, "Type": "tcp"},
                           {"IP": "0.0.0.0", "PrivatePort": 80, "Type": "tcp", "PublicPort": 8080}]
     assert "SizeRw" not in s and d.summary(c, now, size=True)["SizeRw"] == 0
+    fixed = d.summary_fixed(c)
+    assert d.summary(c, now, fixed=fixed) == s and fixed["Status"] == "" and fixed["State"] == "running"
+    later = d.summary(c, now + timedelta(minutes=3), fixed=fixed)
+    assert later["Status"] == "Up 3 minutes" and fixed["Status"] == ""  # the cached part is not changed
     orjson.dumps(s)  # plain JSON
 
 

@@ -230,17 +230,25 @@ def ports(c: Container) -> list[dict[str, Any]]:
     return out
 
 
-def summary(c: Container, now: datetime, size: bool = False) -> dict[str, Any]:
-    """``GET /containers/json``'s ContainerSummary of one record."""
+def summary_fixed(c: Container) -> dict[str, Any]:
+    """The parts of a ContainerSummary that depend only on the record's version (all but ``Status``,
+    whose durations move with the clock): what a replica may cache per version."""
     d = c._d
     networks = (d.get("NetworkSettings") or {}).get("Networks") or {}
-    out: dict[str, Any] = {
+    return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.config.image, "ImageID": d.get("Image") or "",
         "Command": command_raw(c), "Created": _epoch(c.created), "Ports": ports(c), "Labels": c.labels,
-        "State": c.status, "Status": status_text(c, now),
+        "State": c.status, "Status": "",
         "HostConfig": {"NetworkMode": (d.get("HostConfig") or {}).get("NetworkMode") or "default"},
         "NetworkSettings": {"Networks": networks}, "Mounts": d.get("Mounts") or [],
     }
+
+
+def summary(c: Container, now: datetime, size: bool = False, fixed: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``GET /containers/json``'s ContainerSummary of one record (``fixed``: its ``summary_fixed``,
+    if the caller has it already)."""
+    out = dict(fixed if fixed is not None else summary_fixed(c))
+    out["Status"] = status_text(c, now)
     if size:
         out["SizeRw"], out["SizeRootFs"] = 0, 0
     return out
@@ -387,4 +395,4 @@ def now() -> datetime:
 __all__ = ["API_VERSION", "MIN_API_VERSION", "ApiError", "actions_of", "bad_request", "boolean", "check_name",
            "check_version", "event_filter", "event_messages", "event_time", "exec_inspect", "filters",
            "from_store_error", "image_id", "inspect", "integer", "now", "ports", "prune_until", "signal_number",
-           "summary"]
+           "summary", "summary_fixed"]

@@ -57,6 +57,7 @@ T = TypeVar("T")
 
 _SERVER = f"statestore/{STATESTORE_VERSION} (linux)"
 _JSON = "application/json"
+_SUMMARY_CACHE = 50_000  # containers whose ps line parts a replica keeps
 
 
 # --- listeners -------------------------------------------------------------------------------------
@@ -167,6 +168,7 @@ class EngineAPI:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: handlers that stream until their client leaves (events, logs -f, wait): ended at shutdown
         self._streams: set[asyncio.Task[Any]] = set()
+        self._summaries: dict[str, tuple[int, dict[str, Any]]] = {}
         self._closing = False  # streams cancelled at shutdown end their responses cleanly
         self.app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         self.app.on_response_prepare.append(self._headers)
@@ -324,7 +326,16 @@ class EngineAPI:
         else:
             found = await self.store.containers.list(filt or None, all=all_, limit=lim)
         now, size = d.now(), d.boolean(q, "size")
-        return _json([d.summary(c, now, size) for c in found])
+        return _json([self._summary(c, now, size) for c in found])
+
+    def _summary(self, c: Container, now: Any, size: bool) -> dict[str, Any]:
+        """``dockerapi.summary``, with its fixed part cached per record version."""
+        cached = self._summaries.get(c.id)
+        if cached is None or cached[0] != c.version:
+            if len(self._summaries) >= _SUMMARY_CACHE:
+                self._summaries.clear()  # removed containers' entries go too
+            cached = self._summaries[c.id] = (c.version, d.summary_fixed(c))
+        return d.summary(c, now, size, cached[1])
 
     async def inspect(self, request: web.Request) -> web.StreamResponse:
         return _json(d.inspect(await self._get(request.match_info["ref"])))
