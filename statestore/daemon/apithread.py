@@ -69,11 +69,13 @@ class ApiThread:
         calls that still hang (their actions end with 503, nothing committed, locks released)."""
         self.request_stop()
         self._thread.join(drain_timeout)
-        if self._thread.is_alive():
+        if self._thread.is_alive() or self.runtime.hanging:
+            # a hung call holds a thread of the API's pool even when its client left (its handler is
+            # gone then): the interpreter would wait for that thread at exit
             log.warning("interrupting Engine API actions still running after %gs (hung runtime calls)",
                         drain_timeout)
-            self.runtime.interrupt.set()
-            self._thread.join(timeout)
+        self.runtime.interrupt.set()  # the work loop has drained: nothing else needs the runtime
+        self._thread.join(timeout)
 
     def _main(self) -> None:
         try:

@@ -116,6 +116,13 @@ class TLSOptions:
     verify: bool = False
 
     def context(self) -> ssl.SSLContext:
+        for option, path in (("--tlscert", self.cert), ("--tlskey", self.key), ("--tlscacert", self.cacert)):
+            if path is None:
+                continue
+            try:
+                open(path, "rb").close()  # ssl's errors name no file: say which one, as dockerd does
+            except OSError as exc:
+                raise InvalidArgumentError(f"{option}: open {path}: {(exc.strerror or str(exc)).lower()}") from None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
@@ -760,7 +767,10 @@ class EngineAPI:
         return resp
 
     def _events_watch(self, start: str | None, until: str | None) -> Any:
-        return self.store.watch(start=start, until=until, block=1.0, types=("create", "update", "delete"))
+        # with an until, read in short blocks: the watch checks the server's clock against it
+        # after a read that found nothing, so a past until ends the stream that much sooner
+        return self.store.watch(start=start, until=until, block=1.0 if until is None else 0.2,
+                                types=("create", "update", "delete"))
 
     # --- serving ---------------------------------------------------------------------------------
     async def serve(self, stopping: asyncio.Event, ready: Callable[[list[str]], None] | None = None) -> None:
