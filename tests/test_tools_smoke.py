@@ -33,6 +33,7 @@ TAG_VAR = "SMOKE_TEST_TAG"  # in the environment of a tool's process and of ever
 SMOKE_TESTS = {
     "bench.py": "tests/test_tools_smoke.py::test_bench",
     "bench_aio.py": "tests/test_tools_smoke.py::test_bench_aio",
+    "bench_api.py": "tests/test_tools_smoke.py::test_bench_api",
     "bench_cluster.py": "tests/test_cluster.py::test_bench_cluster_tool_runs_and_cleans_up",
     "bench_locks.py": "tests/test_tools_smoke.py::test_bench_locks",
     "bench_watch.py": "tests/test_tools_smoke.py::test_bench_watch",
@@ -199,6 +200,45 @@ def test_bench_aio(redis_proc: RedisProcess, client: redis.Redis) -> None:
     assert re.search(r"^aio face, 64 coroutines vs sync face, 1 thread: [\d.]+x \(target >= 2.0x: (PASS|MISS)\)$",
                      out, re.M)
     assert re.search(r"^  statestore \(records, indexes, events, commit protocol\) +[\d.]+%", out, re.M)
+    assert all_keys(client) == before
+
+
+@pytest.mark.slow
+def test_bench_api(redis_proc: RedisProcess, client: redis.Redis) -> None:
+    """Its replicas are gone afterwards (run_tool), its namespaces too, and the headline's second action on
+    the hung container was refused as busy; the latencies are only printed."""
+    before = all_keys(client)
+    res = run_tool("bench_api.py", "--quick", "--redis-url", redis_proc.url)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert out.startswith("machine: ") and f"redis: existing server at {redis_proc.url}" in out
+    assert re.search(r"^cpus: \d+; load average at the start ", out, re.M)
+    assert re.search(r"^populated 100 \+ 200 containers ", out, re.M), out
+    sections = re.findall(r"^(\d)\. ", out, re.M)
+    assert sections == ["1", "2", "3", "4"], out
+    ps = [r for r in table(out, "reader ") if len(r) == 6]  # the notes under it have fewer cells
+    assert ps[0] == ["reader", "req/s", "vs Store", "vs raw", "client CPU us/req", "replica CPU us/req"]
+    assert [r[0] for r in ps[1:]] == ["GET /containers/json?all=1, 1 connection", "store.containers.list(all=True)",
+                                      "raw ZRANGE + MGET + loads", "GET /containers/json?all=1, 8 threads",
+                                      "store list, 8 threads", "raw, 8 threads"]
+    for r in ps[1:]:
+        assert len(r) == 6 and re.fullmatch(NUMBER, r[1]) and re.fullmatch(NUMBER + r" \([\d.]+-[\d.]+\)", r[2]), r
+    sdk = [r for r in table(out[out.index("\n3. "):], "reader ") if len(r) == 7]
+    assert [r[0] for r in sdk[1:]] == ["SDK containers.list(all=True)", "SDK containers.list(all=True, sparse=True)",
+                                       "store.containers.list(all=True)", "raw ZRANGE + MGET + loads"]
+    assert sdk[1][1] == "1 + 200" and all(re.fullmatch(NUMBER, r[2]) for r in sdk[1:]), sdk
+    head = [r for r in table(out, "query while the lock is held") if len(r) == 6]
+    assert [r[0] for r in head[1:]] == ["ps -a via r0", "inspect stuck via r0", "ps -a via r1",
+                                        "inspect stuck via r1", "all reads"]
+    for r in head[1:]:
+        assert r[1].isdigit() and all(re.fullmatch(NUMBER, c) for c in r[2:5]) and r[5] in ("PASS", "MISS"), r
+    assert "answers: every checked answer showed stuck running; the stop still hung and held the lock" in out
+    assert re.search(r"^second action: POST /containers/stuck/pause via r1: 409 after [\d.]+s \(lock timeout 2s\): "
+                     r"container [0-9a-f]{12} is busy: ", out, re.M), out
+    assert re.search(r"^headline: reads p99 [\d.]+ ms .*busy container answered 409: yes: (PASS|MISS)$", out, re.M)
+    # every replica, the one whose stop hung included, exits 0 on SIGTERM (its hung call is interrupted)
+    assert re.search(r"^replicas at the end: r0 exited 0 [\d.]+s after SIGTERM; r1 exited 0 ", out, re.M), out
+    assert re.search(r"^load average at the end \(1/5/15 min\): .*; total \d+s \(quick run: ", out, re.M)
     assert all_keys(client) == before
 
 
