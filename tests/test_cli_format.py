@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from statestore import Container, InvalidArgumentError
+from statestore._wording import parse_go_duration, parse_time_arg
 from statestore.cli._format import ContainerContext, prepare_format, render_rows, tabwrite
 from statestore.cli._format import _HeaderOnly as HeaderOnly
 from statestore.cli._template import Template
-from statestore.cli._times import MAX_SEQ, Position, events_range, parse_go_duration, parse_time_arg
+from statestore.cli._times import MAX_SEQ, Position, events_range
 
 NOW = datetime(2024, 12, 4, 10, 30, 0, 250000, tzinfo=UTC)
 S = 10**9

@@ -2,93 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .. import Container
+from .._wording import _ago, command_raw, parse_time, status_text
 from ._template import FormatContext, Template
 
 # --- formatting helpers (Docker's wording) ---------------------------------------------
-
-
-def human_duration(seconds: float) -> str:
-    """Docker's ``units.HumanDuration``."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    m = s // 60
-    if m == 1:
-        return "About a minute"
-    if m < 60:
-        return f"{m} minutes"
-    h = round(s / 3600)
-    if h == 1:
-        return "About an hour"
-    if h < 48:
-        return f"{h} hours"
-    if h < 24 * 7 * 2:
-        return f"{h // 24} days"
-    if h < 24 * 30 * 2:
-        return f"{h // 24 // 7} weeks"
-    if h < 24 * 365 * 2:
-        return f"{h // 24 // 30} months"
-    return f"{h // 24 // 365} years"
-
-
-@functools.lru_cache(maxsize=8192)
-def parse_time(text: str) -> datetime | None:
-    """An RFC 3339 time as Docker writes it (nanoseconds allowed); None for the zero time.
-
-    Cached: a record's times rarely change, and the Engine API words every container of a
-    ``docker ps`` on each call (strptime was half of that)."""
-    if not text or text.startswith("0001-01-01"):
-        return None
-    base, _, rest = text.partition(".")
-    if not rest:
-        base = text.rstrip("Z")
-    try:
-        dt = datetime.strptime(base.rstrip("Z"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-    except ValueError:
-        return None
-    frac = rest.rstrip("Z")
-    if frac.isdigit():
-        dt = dt.replace(microsecond=int(frac[:6].ljust(6, "0")))
-    return dt
-
-
-def _ago(text: str, now: datetime) -> str:
-    t = parse_time(text)
-    return human_duration((now - t).total_seconds()) if t else ""
-
-
-def status_text(c: Container, now: datetime) -> str:
-    """The STATUS column of ``docker ps``."""
-    st = c.state
-    status = st.status
-    health = st.health
-    suffix = ""
-    if health is not None and health.status:
-        suffix = " (health: starting)" if health.status == "starting" else f" ({health.status})"
-    if status == "running":
-        return f"Up {_ago(st.started_at, now)}{suffix}"
-    if status == "paused":
-        return f"Up {_ago(st.started_at, now)} (Paused)"
-    if status == "restarting":
-        return f"Restarting ({st.exit_code}) {_ago(st.finished_at, now)} ago"
-    if status == "exited":
-        return f"Exited ({st.exit_code}) {_ago(st.finished_at, now)} ago"
-    if status == "removing":
-        return "Removal In Progress"
-    if status == "dead":
-        return "Dead"
-    return "Created"
 
 
 def ellipsis(text: str, width: int) -> str:
@@ -113,11 +36,6 @@ def go_quote(text: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
-
-
-def command_raw(c: Container) -> str:
-    parts = [str(c.path or "")] + [str(a) for a in (c.args or [])]
-    return " ".join(p for p in parts if p)
 
 
 def command_text(c: Container, trunc: bool) -> str:

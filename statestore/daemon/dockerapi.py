@@ -33,8 +33,7 @@ from .. import (
     StorePermissionError,
     StoreUnavailableError,
 )
-from ..cli._format import command_raw, parse_time, status_text
-from ..cli._times import parse_time_arg
+from .._wording import command_raw, parse_time, parse_time_arg, status_text
 
 API_VERSION: Final = "1.50"
 MIN_API_VERSION: Final = "1.24"
