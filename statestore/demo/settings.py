@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,24 +52,22 @@ class Settings:
 _count = _daemon.positive_int  # the same argument rule as the replicas
 
 
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port, not {text!r}") from None
-    if not 1 <= v <= 65000:
-        raise argparse.ArgumentTypeError(f"expected a TCP port in 1..65000, not {text!r}")
-    return v
+def _within(convert: Callable[[str], float], what: str, lo: float, hi: float, span: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)`` within [lo, hi]."""
+    def parse(text: str) -> Any:
+        try:
+            v = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, not {text!r}") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"expected {span}, not {text!r}")
+        return v
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not 1 <= v <= 3600:
-        raise argparse.ArgumentTypeError(f"expected 1 to 3600 seconds, not {text!r}")
-    return v
+_port = _within(int, "a TCP port", 1, 65000, "a TCP port in 1..65000")
+_seconds = _within(float, "seconds", 1, 3600, "1 to 3600 seconds")
 
 
 class _Given(argparse.Action):
