@@ -312,3 +312,23 @@ def test_sigterm_ends_streams_cleanly_and_interrupts_a_hung_action(redis_proc: R
         assert "interrupting Engine API actions still running after 1s" in r.log(0)
     finally:
         r.close()
+
+
+def test_events_since_before_a_trimmed_log_replay_what_is_left(redis_proc: RedisProcess, tmp_path: Path) -> None:
+    """moby keeps only recent events too: a --since older than the change log's oldest entry replays the
+    entries that are left instead of failing."""
+    ns = f"api-trim-{os.getpid()}"
+    r = ApiReplicas(redis_proc.url, ns, tmp_path)
+    client = redis_proc.client()
+    try:
+        r.start()
+        t0 = time.time() - 1
+        for i in range(6):
+            r.docker(0, "create", "--name", f"t{i}", "busybox")
+        client.xtrim(f"ss:{{{ns}}}:log", maxlen=3)  # the three oldest creates are gone
+        res = r.docker(0, "events", "--since", f"{t0:.3f}", "--until", f"{time.time() + 0.01:.3f}",
+                       "--format", "{{.Action}} {{.Actor.Attributes.name}}")
+        assert lines(res) == ["create t3", "create t4", "create t5"], res.stdout + res.stderr
+    finally:
+        client.close()
+        r.close()

@@ -744,6 +744,8 @@ class EngineAPI:
                 try:
                     async for ev in watch:
                         if isinstance(ev.record, Container):
+                            if len(names) >= 10_000:
+                                names.clear()  # only for exec events of containers gone from the View
                             names[ev.id] = ev.record
                         out = [m for m in d.event_messages(ev, container_of) if match(m)]
                         if out:
@@ -754,7 +756,6 @@ class EngineAPI:
                     await watch.aclose()
                     if not exc.first_available:
                         raise
-                    ms, _, n = exc.first_available.partition("-")
                     watch = self._events_watch(exc.first_available, until)
         except ConnectionResetError:
             pass
