@@ -555,3 +555,13 @@ def test_an_update_or_commit_carries_its_action_into_the_log_and_the_watch(store
     with pytest.raises(InvalidArgumentError):
         store.containers.commit(store.containers.get("web"), action="")
     assert dump_namespace(client, store.namespace) == before
+
+
+def test_log_revision_is_the_newest_entry(store: Store) -> None:
+    assert store.log_revision() == "0-0"
+    c = store.containers.create(new("rev"))
+    assert store.log_revision() == c.revision
+    store.containers.update("rev", start)
+    x = store.execs.create(ExecConfig.new("rev", ["true"]))  # an exec entry, then the container's
+    after = store.log_revision()
+    assert after != x.revision and after == store.snapshot().revision
