@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import ipaddress
 import logging
 import os
@@ -777,6 +778,10 @@ class EngineAPI:
     async def serve(self, stopping: asyncio.Event, ready: Callable[[list[str]], None] | None = None) -> None:
         """Open the View, listen on every listener, serve until ``stopping`` is set."""
         self.view = await self.store.view()
+        # everything loaded so far (modules, the View's first listing) lives as long as the process:
+        # keep it out of the collector's full passes, which otherwise walk it all every few dozen
+        # docker ps (a 20 ms pause, once in ~50 ps -a of 200, measured) (gc.freeze)
+        gc.freeze()
         runner = web.AppRunner(self.app, handler_cancellation=True, access_log=None)
         await runner.setup()
         ctx = self.opts.tls.context() if self.opts.tls is not None else None
