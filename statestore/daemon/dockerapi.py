@@ -369,9 +369,9 @@ def event_filter(f: Mapping[str, list[str]]) -> Callable[[dict[str, Any]], bool]
             base = action.partition(":")[0]
             if action not in f["event"] and base not in f["event"]:
                 return False
-        if "container" in f:
+        if "container" in f:  # moby's FuzzyMatch: the ID or the name, exactly or as a prefix
             cid, name = msg["Actor"]["ID"], attrs.get("name", "")
-            if not any(v == name or v.lstrip("/") == name or (v and cid.startswith(v)) for v in f["container"]):
+            if not any(v and (cid.startswith(v) or name.startswith(v.lstrip("/"))) for v in f["container"]):
                 return False
         if "image" in f:
             image = attrs.get("image", "")
