@@ -7,7 +7,7 @@ Shared by both faces' watches (``_async/_watch.py`` and the generated
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -85,6 +85,17 @@ def label_matcher(labels: Iterable[str] | None) -> list[tuple[str, str | None]]:
         k, sep, v = lbl.partition("=")
         out.append((k, v if sep else None))
     return out
+
+
+def labels_match(selectors: Iterable[tuple[str, str | None]], labels: Mapping[str, str]) -> bool:
+    """Every ``label_matcher`` selector holds for ``labels`` (``key``: present; ``key=value``: equal)."""
+    return all(k in labels and (v is None or labels[k] == v) for k, v in selectors)
+
+
+def ref_matches(refs: Iterable[str], container_id: str, name: str) -> bool:
+    """docker events' ``container=`` (moby's FuzzyMatch): one of ``refs`` (bare, no ``/``) is the
+    container's ID or name, exactly or as a prefix."""
+    return any(r and (container_id.startswith(r) or (name != "" and name.startswith(r))) for r in refs)
 
 
 def entry_fields(flat: Any) -> dict[bytes, Any]:
@@ -188,5 +199,5 @@ def id_list(values: Iterable[str]) -> list[str]:
 
 
 __all__ = ["EVENT_TYPES", "KINDS", "PROGRESS", "SELECTOR_TYPES", "Event", "Pending", "choice", "entry_fields",
-           "entry_key", "id_list", "label_matcher", "name_refs", "parse_revision", "previous_of", "revision_key",
-           "seq_of"]
+           "entry_key", "id_list", "label_matcher", "labels_match", "name_refs", "parse_revision", "previous_of",
+           "ref_matches", "revision_key", "seq_of"]

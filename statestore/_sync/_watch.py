@@ -95,9 +95,11 @@ from .._events import (
     entry_key,
     id_list,
     label_matcher,
+    labels_match,
     name_refs,
     parse_revision,
     previous_of,
+    ref_matches,
     revision_key,
     seq_of,
 )
@@ -466,9 +468,8 @@ class Watch(Iterator[Event]):
         return None
 
     def _matches(self, ev: Event, name: str, labels: dict[str, str]) -> bool:
-        for k, v in self._labels:
-            if k not in labels or (v is not None and labels[k] != v):
-                return False
+        if not labels_match(self._labels, labels):
+            return False
         if self._names is None:
             return True
         if ev.kind == KIND_EXEC:  # an exec event is about its container (as docker's exec_* events)
@@ -478,7 +479,7 @@ class Watch(Iterator[Event]):
     def _name_match(self, container_id: str, name: str) -> bool:
         """docker events' ``container=``: the container's ID or name, exactly or as a prefix."""
         assert self._names is not None
-        return any(container_id.startswith(r) or (name != "" and name.startswith(r)) for r in self._names)
+        return ref_matches(self._names, container_id, name)
 
     def _name_of(self, container_id: str) -> str:
         """The name of an exec event's container: the last one read from the log, else

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import signal as _signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -33,6 +33,7 @@ from .. import (
     StorePermissionError,
     StoreUnavailableError,
 )
+from .._events import labels_match, ref_matches
 from .._wording import command_raw, parse_time, parse_time_arg, status_text
 
 API_VERSION: Final = "1.50"
@@ -201,7 +202,8 @@ def from_store_error(exc: StateStoreError) -> ApiError:
 # --- shapes --------------------------------------------------------------------------------------------
 
 
-def _epoch(text: str) -> int:
+def epoch(text: str) -> int:
+    """An RFC 3339 time as unix seconds (0 for the zero time)."""
     t = parse_time(text)
     return int(t.timestamp()) if t else 0
 
@@ -236,7 +238,7 @@ def summary_fixed(c: Container) -> dict[str, Any]:
     networks = (d.get("NetworkSettings") or {}).get("Networks") or {}
     return {
         "Id": c.id, "Names": ["/" + c.name], "Image": c.config.image, "ImageID": d.get("Image") or "",
-        "Command": command_raw(c), "Created": _epoch(c.created), "Ports": ports(c), "Labels": c.labels,
+        "Command": command_raw(c), "Created": epoch(c.created), "Ports": ports(c), "Labels": c.labels,
         "State": c.status, "Status": "",
         "HostConfig": {"NetworkMode": (d.get("HostConfig") or {}).get("NetworkMode") or "default"},
         "NetworkSettings": {"Networks": networks}, "Mounts": d.get("Mounts") or [],
@@ -357,6 +359,8 @@ def event_filter(f: Mapping[str, list[str]]) -> Callable[[dict[str, Any]], bool]
     unknown = set(f) - known
     if unknown:
         raise bad_request(f"invalid filter '{sorted(unknown)[0]}'")
+    selectors = label_selectors(f.get("label", ()))
+    refs = [v.lstrip("/") for v in f.get("container", ())]
 
     def ok(msg: dict[str, Any]) -> bool:
         attrs = msg["Actor"]["Attributes"]
@@ -369,22 +373,24 @@ def event_filter(f: Mapping[str, list[str]]) -> Callable[[dict[str, Any]], bool]
             base = action.partition(":")[0]
             if action not in f["event"] and base not in f["event"]:
                 return False
-        if "container" in f:  # moby's FuzzyMatch: the ID or the name, exactly or as a prefix
-            cid, name = msg["Actor"]["ID"], attrs.get("name", "")
-            if not any(v and (cid.startswith(v) or name.startswith(v.lstrip("/"))) for v in f["container"]):
-                return False
+        if "container" in f and not ref_matches(refs, msg["Actor"]["ID"], attrs.get("name", "")):
+            return False
         if "image" in f:
             image = attrs.get("image", "")
             if not any(v == image or v == image.partition(":")[0] for v in f["image"]):
                 return False
-        if "label" in f:
-            for sel in f["label"]:
-                k, sep, v = sel.partition("=")
-                if k not in attrs or (sep and attrs[k] != v):
-                    return False
-        return True
+        return labels_match(selectors, attrs)
 
     return ok
+
+
+def label_selectors(values: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``label`` filter values (``k`` or ``k=v``) as ``_events.labels_match`` takes them."""
+    out: list[tuple[str, str | None]] = []
+    for sel in values:
+        k, sep, v = sel.partition("=")
+        out.append((k, v if sep else None))
+    return out
 
 
 def now() -> datetime:
@@ -392,6 +398,6 @@ def now() -> datetime:
 
 
 __all__ = ["API_VERSION", "MIN_API_VERSION", "ApiError", "actions_of", "bad_request", "boolean", "check_name",
-           "check_version", "event_filter", "event_messages", "event_time", "exec_inspect", "filters",
-           "from_store_error", "image_id", "inspect", "integer", "now", "ports", "prune_until", "signal_number",
-           "summary", "summary_fixed"]
+           "check_version", "epoch", "event_filter", "event_messages", "event_time", "exec_inspect", "filters",
+           "from_store_error", "image_id", "inspect", "integer", "label_selectors", "now", "ports", "prune_until",
+           "signal_number", "summary", "summary_fixed"]

@@ -48,6 +48,8 @@ from .. import (
     StateStoreError,
 )
 from .. import __version__ as STATESTORE_VERSION
+from .._events import labels_match
+from .._model import format_time
 from ..aio import Lease, Store, View
 from . import dockerapi as d
 from .dockerapi import ApiError
@@ -533,14 +535,14 @@ class EngineAPI:
         labels = filt.get("label")
         candidates = await self.store.containers.list({"label": labels} if labels else None, all=True)
         until_ns = d.prune_until(filt["until"][0], d.now()) if "until" in filt else None
+        excluded = d.label_selectors(filt.get("label!", ()))
         deleted: list[str] = []
         for c in candidates:
             if c.state.running or c.status == "removing":
                 continue
-            if any(_label_match(c, sel) for sel in filt.get("label!", [])):
+            if any(labels_match([sel], c.labels) for sel in excluded):
                 continue
-            created = d.summary(c, d.now())["Created"]
-            if until_ns is not None and created * 10**9 >= until_ns:
+            if until_ns is not None and d.epoch(c.created) * 10**9 >= until_ns:
                 continue
 
             async def act(cur: Container, lease: Lease) -> None:
@@ -667,7 +669,7 @@ class EngineAPI:
                     continue
                 data = line.data
                 if stamps:
-                    data = _rfc3339_ns(line.time_ns).encode() + b" " + data
+                    data = format_time(line.time_ns).encode() + b" " + data
                 chunks.append(data if tty else _frame(1 if line.stream == "stdout" else 2, data))
             if chunks:
                 await resp.write(b"".join(chunks))
@@ -684,11 +686,7 @@ class EngineAPI:
                 await send(lines)
         if follow and (until is None or until > d.now().timestamp()):
             self._stream()
-            if lines:
-                after = lines[-1].id
-            else:
-                last = await logs.read(c.id, tail=1)
-                after = last[-1].id if last else "0-0"
+            after = lines[-1].id if lines else await logs.last_id(c.id)
             try:
                 while True:
                     batch = await logs.follow(c.id, after, block=1.0)
@@ -856,19 +854,8 @@ def _str_or_list(v: Any) -> list[str] | None:
     return [v] if isinstance(v, str) else list(v)
 
 
-def _label_match(c: Container, sel: str) -> bool:
-    k, sep, v = sel.partition("=")
-    return k in c.labels and (not sep or c.labels[k] == v)
-
-
 def _frame(stream: int, data: bytes) -> bytes:
     return bytes((stream, 0, 0, 0)) + len(data).to_bytes(4, "big") + data
-
-
-def _rfc3339_ns(ns: int) -> str:
-    from .._model import format_time
-
-    return format_time(ns)
 
 
 def _clear_stale_socket(path: str) -> None:
